@@ -1,0 +1,142 @@
+"""Fixtures shared by every suite: real servers on free loopback ports, always torn down.
+
+Suites add their own fixtures in their folder's conftest.py (tests/auth/, tests/bridge/, ...).
+At the end of the run the suite fails if any process it started is still alive.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness.github import GitHubStub
+from tests.harness.mcp_servers import mcp_server_argv as _mcp_server_argv
+from tests.harness.pebble import Pebble
+from tests.harness.procs import leftover_groups, stray_descendants
+from tests.harness.redis import RedisServer
+from tests.harness.tls import TestCA
+from tests.harness.traefik import Traefik
+
+
+@pytest.fixture(scope="session")
+def harness_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A scratch folder for the session's servers (logs, configs, data)."""
+    return tmp_path_factory.mktemp("harness")
+
+
+@pytest.fixture(scope="session")
+def redis_server(harness_dir: Path) -> Iterator[RedisServer]:
+    """One Redis for the session (password, AOF). Tests that restart Redis make their own RedisServer."""
+    server = RedisServer(harness_dir / "redis").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_factory(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
+    """Start private Redis servers (for kill/restart tests); all stopped after the test."""
+    started: list[RedisServer] = []
+
+    def start(**kwargs: Any) -> RedisServer:
+        server = RedisServer(tmp_path / f"redis-{len(started)}", **kwargs).start()
+        started.append(server)
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def github_stub(harness_dir: Path) -> Iterator[GitHubStub]:
+    """The GitHub-compatible test server; auto-approves `octocat` unless told otherwise."""
+    stub = GitHubStub(harness_dir / "github").start()
+    try:
+        yield stub
+    finally:
+        stub.stop()
+
+
+@pytest.fixture(scope="session")
+def test_ca(harness_dir: Path) -> TestCA:
+    """A throwaway CA for TLS between test parts (not ACME: see `acme_traefik`)."""
+    return TestCA(harness_dir / "ca")
+
+
+@pytest.fixture
+def traefik_factory(tmp_path: Path) -> Iterator[Callable[..., Traefik]]:
+    """Start real Traefik instances with a given dynamic configuration; all stopped after the test."""
+    started: list[Traefik] = []
+
+    def start(dynamic_config: dict[str, Any] | str | None = None, **kwargs: Any) -> Traefik:
+        proxy = Traefik(tmp_path / f"traefik-{len(started)}", dynamic_config, **kwargs)
+        started.append(proxy)
+        return proxy.start()
+
+    try:
+        yield start
+    finally:
+        for proxy in started:
+            proxy.stop()
+
+
+@pytest.fixture
+def acme_traefik(tmp_path: Path) -> Iterator[Callable[..., tuple[Traefik, Pebble]]]:
+    """Traefik whose certificate resolver `acme` is a real Pebble CA; returns (traefik, pebble).
+
+    Pebble resolves every name to 127.0.0.1 and validates against this Traefik's entry points,
+    so routers with `tls: {certResolver: acme}` get certificates through the real ACME flow.
+    """
+    started: list[Any] = []
+
+    def start(dynamic_config: dict[str, Any] | str | None = None, *, challenge: str = "tls") -> tuple[Traefik, Pebble]:
+        proxy = Traefik(tmp_path / "traefik-acme", dynamic_config)
+        pebble = Pebble(tmp_path / "pebble", http_port=proxy.http_port, tls_port=proxy.https_port)
+        started.append(pebble)
+        pebble.start()
+        acme: dict[str, Any] = {"caServer": pebble.directory_url, "email": "admin@example.test"}
+        if challenge == "tls":
+            acme["tlsChallenge"] = {}
+        else:
+            acme["httpChallenge"] = {"entryPoint": "web"}
+        proxy.acme = acme
+        proxy.env = {"LEGO_CA_CERTIFICATES": str(pebble.api_ca_path)}
+        started.append(proxy)
+        proxy.start()
+        return proxy, pebble
+
+    try:
+        yield start
+    finally:
+        for part in reversed(started):
+            part.stop()
+
+
+@pytest.fixture(scope="session")
+def mcp_server_argv() -> Callable[[str], list[str]]:
+    """`mcp_server_argv("time"|"fetch"|"memory"|"everything")`: argv of a real stdio MCP server."""
+    return _mcp_server_argv
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if anything the tests started outlived them."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    groups = leftover_groups()
+    strays = stray_descendants()
+    if groups or strays:
+        lines = [f"process group {pgid} is still alive" for pgid in groups]
+        lines += [f"pid {pid} is still alive: {cmd}" for pid, cmd in strays]
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        message = "processes left running after the suite:\n  " + "\n  ".join(lines)
+        if reporter is not None:
+            reporter.write_line(message, red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -1,0 +1,34 @@
+"""The suite itself notices a server a test forgot to stop, and fails the run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+pytest_plugins = ["pytester"]
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_a_forgotten_server_fails_the_run(pytester, monkeypatch):
+    marker = f"leaked-{uuid.uuid4().hex}"
+    pytester.makeconftest("from tests.conftest import pytest_sessionfinish  # noqa: F401\n")
+    pytester.makepyfile(
+        test_leak=f"""
+import sys
+from tests.harness.procs import ManagedProcess
+
+def test_leaks(tmp_path):
+    code = "import time; time.sleep(60)  # {marker}"
+    ManagedProcess("sleeper", [sys.executable, "-c", code], log_dir=tmp_path).start()
+"""
+    )
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    try:
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=60)
+        assert result.ret != 0
+        result.stdout.fnmatch_lines(["*processes left running after the suite*", f"*{marker}*"])
+    finally:
+        subprocess.run(["pkill", "-f", marker], check=False)
