@@ -1,0 +1,164 @@
+"""Client ID Metadata Documents: a client_id that is an https URL names its own metadata.
+
+The fetch is guarded against SSRF: https only, the host's addresses are resolved once and every one
+must be public (no loopback, private, link-local, multicast, reserved or cloud-metadata address),
+the connection goes to the checked address (no second DNS answer can swap it), redirects are not
+followed, the body is capped and the whole fetch has a deadline. Documents are cached per their
+HTTP cache headers, at most 24 hours.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import json
+import re
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from .clients import redirect_uri_problem
+
+MAX_CACHE_SECONDS = 86400
+DEFAULT_CACHE_SECONDS = 300
+
+
+class CimdError(Exception):
+    """The document cannot be used; the message is safe to show."""
+
+
+def looks_like_cimd(client_id: str | None) -> bool:
+    if not client_id or not client_id.startswith("https://"):
+        return False
+    parts = urlsplit(client_id)
+    return bool(parts.hostname) and parts.path not in ("", "/")
+
+
+def _address_allowed(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not (
+        ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved or ip.is_unspecified
+    )
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, host: str, port: int, address: str, timeout: float, context: ssl.SSLContext) -> None:
+        super().__init__(host, port, timeout=timeout, context=context)
+        self._address = address
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+
+
+@dataclass
+class FetchPolicy:
+    max_bytes: int
+    timeout: float
+    allowed_test_hosts: frozenset[str]
+
+
+def _cache_seconds(headers: http.client.HTTPMessage) -> int:
+    control = (headers.get("Cache-Control") or "").lower()
+    if "no-store" in control or "no-cache" in control:
+        return 0
+    match = re.search(r"max-age=(\d+)", control)
+    if match:
+        return min(int(match.group(1)), MAX_CACHE_SECONDS)
+    return DEFAULT_CACHE_SECONDS
+
+
+def fetch_document(url: str, policy: FetchPolicy) -> tuple[dict, int]:
+    """The parsed document and how long it may be cached; raises CimdError."""
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname or parts.username or parts.password or parts.fragment:
+        raise CimdError("client_id must be an https URL without credentials or fragment")
+    host = parts.hostname.lower()
+    try:
+        port = parts.port or 443
+    except ValueError as exc:
+        raise CimdError("client_id has an invalid port") from exc
+    deadline = time.monotonic() + policy.timeout
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise CimdError("client_id host does not resolve") from exc
+    addresses = sorted({info[4][0] for info in infos})
+    if not addresses:
+        raise CimdError("client_id host does not resolve")
+    if host not in policy.allowed_test_hosts and not all(_address_allowed(a) for a in addresses):
+        raise CimdError("client_id host resolves to a non-public address")
+    context = ssl.create_default_context()
+    connection = _PinnedHTTPSConnection(host, port, addresses[0], policy.timeout, context)
+    try:
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        connection.request("GET", path, headers={"Accept": "application/json", "User-Agent": "mcp-gateway-auth"})
+        response = connection.getresponse()
+        if response.status != 200:
+            raise CimdError(f"client metadata document answered HTTP {response.status} (redirects are not followed)")
+        length = response.getheader("Content-Length")
+        if length and length.isdigit() and int(length) > policy.max_bytes:
+            raise CimdError("client metadata document is too large")
+        body = b""
+        while True:
+            if time.monotonic() > deadline:
+                raise CimdError("client metadata document took too long")
+            chunk = response.read1(4096) if hasattr(response, "read1") else response.read(4096)
+            if not chunk:
+                break
+            body += chunk
+            if len(body) > policy.max_bytes:
+                raise CimdError("client metadata document is too large")
+        cache = _cache_seconds(response.headers)
+    except (OSError, http.client.HTTPException, ssl.SSLError) as exc:
+        raise CimdError("client metadata document could not be fetched") from exc
+    finally:
+        connection.close()
+    try:
+        document = json.loads(body)
+    except ValueError as exc:
+        raise CimdError("client metadata document is not JSON") from exc
+    return document, cache
+
+
+def validate_document(url: str, document: object) -> dict:
+    """The client metadata of a valid document; raises CimdError."""
+    if not isinstance(document, dict):
+        raise CimdError("client metadata document must be a JSON object")
+    if document.get("client_id") != url:
+        raise CimdError("client metadata document's client_id differs from its URL")
+    name = document.get("client_name")
+    if not isinstance(name, str) or not name.strip() or len(name) > 200:
+        raise CimdError("client metadata document needs a client_name")
+    uris = document.get("redirect_uris")
+    if not isinstance(uris, list) or not uris or len(uris) > 10:
+        raise CimdError("client metadata document needs redirect_uris")
+    app_type = document.get("application_type") or "native"
+    for uri in uris:
+        if redirect_uri_problem(uri, app_type):
+            raise CimdError("client metadata document has an invalid redirect URI")
+    method = document.get("token_endpoint_auth_method") or "none"
+    if method != "none":
+        raise CimdError("only public metadata-document clients (token_endpoint_auth_method none) are supported")
+    for secret_field in ("client_secret", "client_secret_expires_at"):
+        if secret_field in document:
+            raise CimdError(f"client metadata document must not contain {secret_field}")
+    grant_types = document.get("grant_types") or ["authorization_code"]
+    if not isinstance(grant_types, list) or not set(grant_types) <= {"authorization_code", "refresh_token"}:
+        raise CimdError("client metadata document has unsupported grant_types")
+    metadata = {
+        "client_name": name.strip(),
+        "redirect_uris": uris,
+        "token_endpoint_auth_method": "none",
+        "grant_types": grant_types,
+        "response_types": ["code"],
+        "application_type": app_type,
+    }
+    for key in ("client_uri", "logo_uri", "scope", "software_id", "software_version"):
+        if isinstance(document.get(key), str) and len(document[key]) <= 500:
+            metadata[key] = document[key]
+    return metadata

@@ -1,0 +1,212 @@
+"""Client records, the redirect URI policy and registration metadata checks."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import ClassVar
+from urllib.parse import urlsplit
+
+from authlib.oauth2.rfc6749 import ClientMixin, list_to_scope, scope_to_list
+from authlib.oauth2.rfc7591 import ClientMetadataClaims
+from joserfc.errors import InvalidClaimError
+
+from .store import same_secret
+
+AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
+GRANT_TYPES = ("authorization_code", "refresh_token")
+_SCHEME = re.compile(r"^[a-z][a-z0-9+.\-]*$")
+_FORBIDDEN_SCHEMES = {"http", "https", "javascript", "data", "file", "vbscript", "about", "blob", "ftp", "ws", "wss"}
+MAX_REDIRECT_URIS = 10
+MAX_URI_LENGTH = 2000
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """127.0.0.1, [::1] and `localhost` exactly; `localhost.evil.com` is a different host."""
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def redirect_uri_problem(uri: object, application_type: str = "native") -> str | None:
+    """Why a redirect URI cannot be registered, or None when it can."""
+    if not isinstance(uri, str) or not uri or len(uri) > MAX_URI_LENGTH:
+        return "must be a non-empty string of at most 2000 characters"
+    if any(ord(c) < 0x21 or ord(c) > 0x7E for c in uri):
+        return "must not contain spaces, control or non-ASCII characters"
+    try:
+        parts = urlsplit(uri)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        return "is not a valid URI"
+    if parts.fragment or "#" in uri:
+        return "must not contain a fragment"
+    if parts.username is not None or parts.password is not None:
+        return "must not contain user information"
+    scheme = parts.scheme.lower()
+    if scheme == "https":
+        return None if parts.hostname else "needs a host"
+    if scheme == "http":
+        if is_loopback_host(parts.hostname):
+            return None
+        return "http is only allowed for loopback hosts (127.0.0.1, [::1], localhost)"
+    if scheme and _SCHEME.match(scheme) and scheme not in _FORBIDDEN_SCHEMES:
+        if application_type != "native":
+            return "private-use URI schemes are only allowed for native applications"
+        return None
+    return "must be https, loopback http, or a private-use scheme"
+
+
+def redirect_uri_matches(registered: str, requested: str) -> bool:
+    """Exact match, except that a loopback http URI matches on any port (RFC 8252 §7.3)."""
+    if registered == requested:
+        return True
+    try:
+        reg, req = urlsplit(registered), urlsplit(requested)
+        if reg.scheme != "http" or req.scheme != "http" or not is_loopback_host(reg.hostname):
+            return False
+        req.port  # noqa: B018
+    except ValueError:
+        return False
+    return (
+        reg.hostname == req.hostname
+        and reg.path == req.path
+        and reg.query == req.query
+        and req.username is None
+        and not req.fragment
+        and "#" not in requested
+    )
+
+
+class RegistrationClaims(ClientMetadataClaims):
+    """RFC 7591 metadata with this gateway's policy on top of authlib's checks."""
+
+    REGISTERED_CLAIMS: ClassVar[list[str]] = [*ClientMetadataClaims.REGISTERED_CLAIMS, "application_type"]
+
+    def validate(self, now=None, leeway=0):
+        for key in (
+            "client_name",
+            "client_uri",
+            "logo_uri",
+            "tos_uri",
+            "policy_uri",
+            "scope",
+            "software_id",
+            "software_version",
+            "application_type",
+            "token_endpoint_auth_method",
+        ):
+            value = self.get(key)
+            if value is not None and (not isinstance(value, str) or len(value) > 500):
+                raise InvalidClaimError(key)
+        for key in ("grant_types", "response_types", "contacts"):
+            value = self.get(key)
+            if value is not None and (not isinstance(value, list) or not all(isinstance(v, str) for v in value)):
+                raise InvalidClaimError(key)
+        super().validate(now, leeway)
+
+    def validate_redirect_uris(self):
+        uris = self.get("redirect_uris")
+        if not isinstance(uris, list) or not uris or len(uris) > MAX_REDIRECT_URIS:
+            raise InvalidClaimError("redirect_uris")
+        app_type = self.get("application_type") or "web"
+        for uri in uris:
+            if redirect_uri_problem(uri, app_type):
+                raise InvalidClaimError("redirect_uris")
+
+    def validate_token_endpoint_auth_method(self):
+        super().validate_token_endpoint_auth_method()
+        if self["token_endpoint_auth_method"] not in AUTH_METHODS:
+            raise InvalidClaimError("token_endpoint_auth_method")
+
+    def validate_grant_types(self):
+        grant_types = self.get("grant_types") or ["authorization_code"]
+        if not set(grant_types) <= set(GRANT_TYPES) or "authorization_code" not in grant_types:
+            raise InvalidClaimError("grant_types")
+
+    def validate_response_types(self):
+        if not set(self.get("response_types") or ["code"]) <= {"code"}:
+            raise InvalidClaimError("response_types")
+
+    def validate_application_type(self):
+        if self.get("application_type") not in (None, "native", "web"):
+            raise InvalidClaimError("application_type")
+
+    def get_registered_claims(self):
+        self.validate_application_type()
+        claims = super().get_registered_claims()
+        claims.setdefault("grant_types", ["authorization_code"])
+        claims.setdefault("response_types", ["code"])
+        return claims
+
+
+class Client(ClientMixin):
+    """A registered (RFC 7591) or metadata-document (CIMD) client, as authlib sees it."""
+
+    def __init__(self, record: dict, default_scopes: tuple[str, ...]) -> None:
+        self.record = record
+        self.client_id: str = record["client_id"]
+        self.metadata: dict = record.get("metadata", {})
+        self._default_scopes = default_scopes
+
+    @property
+    def kind(self) -> str:
+        return self.record.get("kind", "dcr")
+
+    @property
+    def client_name(self) -> str:
+        return str(self.metadata.get("client_name") or self.client_id)
+
+    @property
+    def redirect_uris(self) -> list[str]:
+        return list(self.metadata.get("redirect_uris") or [])
+
+    @property
+    def token_endpoint_auth_method(self) -> str:
+        return self.metadata.get("token_endpoint_auth_method", "client_secret_basic")
+
+    # authlib ClientMixin -----------------------------------------------------------------------
+    def get_client_id(self):
+        return self.client_id
+
+    def get_default_redirect_uri(self):
+        uris = self.redirect_uris
+        return uris[0] if len(uris) == 1 else None
+
+    def get_allowed_scope(self, scope):
+        allowed = scope_to_list(self.metadata.get("scope")) if self.metadata.get("scope") else None
+        allowed = set(allowed or self._default_scopes) & set(self._default_scopes)
+        if not scope:
+            return list_to_scope([s for s in self._default_scopes if s in allowed])
+        return list_to_scope([s for s in scope_to_list(scope) if s in allowed])
+
+    def check_redirect_uri(self, redirect_uri):
+        return any(redirect_uri_matches(r, redirect_uri) for r in self.redirect_uris)
+
+    def check_client_secret(self, client_secret):
+        return same_secret(client_secret, self.record.get("client_secret_hash"))
+
+    def check_endpoint_auth_method(self, method, endpoint):
+        return method == self.token_endpoint_auth_method
+
+    def check_response_type(self, response_type):
+        return response_type == "code"
+
+    def check_grant_type(self, grant_type):
+        return grant_type in (self.metadata.get("grant_types") or ["authorization_code"])
+
+    # for the consent page ----------------------------------------------------------------------
+    def redirect_hosts(self) -> list[str]:
+        hosts = []
+        for uri in self.redirect_uris:
+            parts = urlsplit(uri)
+            hosts.append(parts.hostname or f"{parts.scheme}:")
+        return sorted(set(hosts))
+
+    def localhost_only(self) -> bool:
+        return all(is_loopback_host(urlsplit(u).hostname) for u in self.redirect_uris)

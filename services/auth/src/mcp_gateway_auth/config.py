@@ -1,0 +1,279 @@
+"""Settings from the environment, checked once at start-up.
+
+Every variable is documented in services/auth/README.md and services/auth/env.example.
+A missing or malformed required setting raises ConfigError with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+
+class ConfigError(RuntimeError):
+    """The service cannot start with this configuration."""
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One protected MCP service."""
+
+    name: str
+    resource: str  # canonical URL of the MCP endpoint, e.g. https://time.example.com/mcp
+    allowed_users: frozenset[str] | None = None  # narrows the global allowlist when set
+
+    @property
+    def origin(self) -> str:
+        parts = urlsplit(self.resource)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    @property
+    def path(self) -> str:
+        return urlsplit(self.resource).path
+
+
+@dataclass(frozen=True)
+class Settings:
+    issuer: str
+    redis_url: str
+    github_client_id: str
+    github_client_secret: str
+    signing_key_paths: tuple[Path, ...]
+    secret_key: str
+    resources: tuple[Resource, ...]
+    allowed_users: frozenset[str]  # lower-case logins; {"*"} means every GitHub user
+    github_url: str = "https://github.com"
+    github_api_url: str = "https://api.github.com"
+    access_token_ttl: int = 1800
+    refresh_token_ttl: int = 2592000
+    code_ttl: int = 600
+    client_ttl: int = 7776000
+    consent_ttl: int = 7776000
+    session_ttl: int = 86400
+    trusted_proxy_hops: int = 1
+    scopes: tuple[str, ...] = ("mcp",)
+    cimd_test_allowed_hosts: frozenset[str] = field(default_factory=frozenset)
+    cimd_max_bytes: int = 16384
+    cimd_timeout: float = 3.0
+    cimd_cache_max: int = 86400
+    verify_cache_seconds: float = 2.0
+    max_body_bytes: int = 65536
+    ratelimit_register: str = "20/minute"
+    ratelimit_token: str = "120/minute"  # noqa: S105 - a rate, not a secret
+    ratelimit_authorize: str = "60/minute"
+    ratelimit_cimd: str = "30/minute"
+
+    @property
+    def limits_storage_uri(self) -> str:
+        """The Redis URL in the form the `limits` library spells it."""
+        if self.redis_url.startswith("unix://"):
+            return "redis+unix://" + self.redis_url[len("unix://") :]
+        return self.redis_url
+
+    def resource_by_url(self, url: str) -> Resource | None:
+        for item in self.resources:
+            if item.resource == url:
+                return item
+        return None
+
+    def user_allowed(self, login: str, resource: Resource | None = None) -> bool:
+        login = login.strip().lower()
+        if "*" not in self.allowed_users and login not in self.allowed_users:
+            return False
+        if resource is not None and resource.allowed_users is not None:
+            return "*" in resource.allowed_users or login in resource.allowed_users
+        return True
+
+
+def _logins(value: str | list, name: str) -> frozenset[str]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        raise ConfigError(f"{name}: expected a list of GitHub logins")
+    logins = frozenset(i.strip().lower() for i in items if i.strip())
+    if not logins:
+        raise ConfigError(f"{name}: no GitHub login given (use '*' to allow every GitHub user)")
+    return logins
+
+
+def _url(value: str, name: str, *, allow_path: bool) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ConfigError(f"{name}: {value!r} is not an absolute http(s) URL")
+    if parts.query or parts.fragment or "#" in value:
+        raise ConfigError(f"{name}: {value!r} must not carry a query or fragment")
+    if not allow_path and parts.path not in ("",):
+        raise ConfigError(f"{name}: {value!r} must have no path and no trailing slash")
+    return value
+
+
+def canonical_origin_url(value: str, name: str, *, require_https: bool = True) -> str:
+    """Lower-case scheme and host, no default port, no trailing slash (RFC 8414 issuer form)."""
+    parts = urlsplit(value)
+    if require_https and parts.scheme != "https":
+        raise ConfigError(f"{name}: {value!r} must be an https URL")
+    _url(value, name, allow_path=True)
+    host = parts.hostname or ""
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {value!r} has an invalid port") from exc
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host if port in (None, 443 if parts.scheme == "https" else 80) else f"{host}:{port}"
+    if parts.username or parts.password:
+        raise ConfigError(f"{name}: {value!r} must not carry credentials")
+    return f"{parts.scheme}://{netloc}{parts.path}"
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
+    raw = env.get(name)
+    if raw is None or str(raw).strip() == "":
+        return default
+    try:
+        value = int(str(raw).strip())
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {raw!r} is not an integer") from exc
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        raise ConfigError(f"{name}: {value} must be {bound}")
+    return value
+
+
+def _resources(raw: str) -> tuple[Resource, ...]:
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(f"AUTH_RESOURCES: not valid JSON ({exc})") from exc
+    if not isinstance(data, list) or not data:
+        raise ConfigError("AUTH_RESOURCES: expected a non-empty JSON array of {name, resource} objects")
+    result: list[Resource] = []
+    for index, item in enumerate(data):
+        where = f"AUTH_RESOURCES[{index}]"
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item.get("name"):
+            raise ConfigError(f"{where}: expected an object with a non-empty 'name'")
+        url = item.get("resource")
+        if not isinstance(url, str):
+            raise ConfigError(f"{where}: 'resource' must be the https URL of the MCP endpoint")
+        canonical = canonical_origin_url(url, f"{where}.resource")
+        if canonical != url or urlsplit(url).path in ("", "/") or url.endswith("/"):
+            raise ConfigError(
+                f"{where}.resource: {url!r} must be canonical (lower-case host, no default port), "
+                "with a path and no trailing slash, e.g. https://time.example.com/mcp"
+            )
+        users = item.get("allowed_users")
+        allowed = None if users is None else _logins(users, f"{where}.allowed_users")
+        extra = set(item) - {"name", "resource", "allowed_users"}
+        if extra:
+            raise ConfigError(f"{where}: unknown keys {sorted(extra)}")
+        result.append(Resource(name=item["name"], resource=url, allowed_users=allowed))
+    if len({r.resource for r in result}) != len(result):
+        raise ConfigError("AUTH_RESOURCES: the same resource URL appears twice")
+    return tuple(result)
+
+
+def _check_key_files(raw: str) -> tuple[Path, ...]:
+    paths = tuple(Path(p.strip()) for p in raw.split(",") if p.strip())
+    if not paths:
+        raise ConfigError("AUTH_SIGNING_KEYS: give at least one RSA private key PEM file")
+    for path in paths:
+        if not path.is_file():
+            raise ConfigError(f"AUTH_SIGNING_KEYS: {path} is not a readable file")
+    return paths
+
+
+def _rate(env: Mapping[str, str], name: str, default: str) -> str:
+    from limits import parse_many
+
+    value = str(env.get(name) or default)
+    try:
+        parse_many(value)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {value!r} is not a rate limit such as '20/minute'") from exc
+    return value
+
+
+REQUIRED = (
+    "AUTH_ISSUER",
+    "AUTH_REDIS_URL",
+    "AUTH_GITHUB_CLIENT_ID",
+    "AUTH_GITHUB_CLIENT_SECRET",
+    "AUTH_ALLOWED_GITHUB_USERS",
+    "AUTH_SIGNING_KEYS",
+    "AUTH_SECRET_KEY",
+    "AUTH_RESOURCES",
+)
+
+
+def load_settings(overrides: Mapping[str, object] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the AUTH_* variables (overrides win over the environment)."""
+    env: dict[str, str] = {k: v for k, v in (os.environ if environ is None else environ).items()}
+    for key, value in (overrides or {}).items():
+        env[key] = value if isinstance(value, str) else json.dumps(value)
+    missing = [name for name in REQUIRED if not str(env.get(name, "")).strip()]
+    if missing:
+        raise ConfigError("missing required setting(s): " + ", ".join(missing))
+
+    issuer = canonical_origin_url(env["AUTH_ISSUER"].strip(), "AUTH_ISSUER")
+    if issuer != env["AUTH_ISSUER"].strip() or urlsplit(issuer).path:
+        raise ConfigError(
+            f"AUTH_ISSUER: {env['AUTH_ISSUER']!r} must be written canonically, e.g. https://auth.example.com "
+            "(lower-case host, no default port, no path, no trailing slash)"
+        )
+    redis_url = env["AUTH_REDIS_URL"].strip()
+    if urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError("AUTH_REDIS_URL: expected redis://, rediss:// or unix:// URL")
+    secret_key = env["AUTH_SECRET_KEY"]
+    if len(secret_key) < 32:
+        raise ConfigError("AUTH_SECRET_KEY: must be at least 32 characters of random data")
+    github_url = _url(env.get("AUTH_GITHUB_URL") or "https://github.com", "AUTH_GITHUB_URL", allow_path=True)
+    github_api = _url(
+        env.get("AUTH_GITHUB_API_URL") or "https://api.github.com", "AUTH_GITHUB_API_URL", allow_path=True
+    )
+    scopes = tuple(s for s in (env.get("AUTH_SCOPES") or "mcp").replace(",", " ").split() if s)
+    if not scopes:
+        raise ConfigError("AUTH_SCOPES: at least one scope is needed")
+    for scope in scopes:
+        if not all(0x21 <= ord(c) <= 0x7E and c not in '"\\' for c in scope):
+            raise ConfigError(f"AUTH_SCOPES: {scope!r} is not a valid scope token")
+    hosts = frozenset(
+        h.strip().lower() for h in (env.get("AUTH_TEST_CIMD_ALLOWED_HOSTS") or "").split(",") if h.strip()
+    )
+    for host in hosts:
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            continue
+        raise ConfigError("AUTH_TEST_CIMD_ALLOWED_HOSTS: name hosts, not IP addresses")
+
+    return Settings(
+        issuer=issuer,
+        redis_url=redis_url,
+        github_client_id=env["AUTH_GITHUB_CLIENT_ID"].strip(),
+        github_client_secret=env["AUTH_GITHUB_CLIENT_SECRET"].strip(),
+        github_url=github_url.rstrip("/"),
+        github_api_url=github_api.rstrip("/"),
+        signing_key_paths=_check_key_files(env["AUTH_SIGNING_KEYS"]),
+        secret_key=secret_key,
+        resources=_resources(env["AUTH_RESOURCES"]),
+        allowed_users=_logins(env["AUTH_ALLOWED_GITHUB_USERS"], "AUTH_ALLOWED_GITHUB_USERS"),
+        access_token_ttl=_int(env, "AUTH_ACCESS_TOKEN_TTL", 1800, minimum=30, maximum=86400),
+        refresh_token_ttl=_int(env, "AUTH_REFRESH_TOKEN_TTL", 2592000, minimum=60),
+        code_ttl=_int(env, "AUTH_CODE_TTL", 600, minimum=10, maximum=600),
+        client_ttl=_int(env, "AUTH_CLIENT_TTL", 7776000, minimum=0),
+        consent_ttl=_int(env, "AUTH_CONSENT_TTL", 7776000, minimum=60),
+        session_ttl=_int(env, "AUTH_SESSION_TTL", 86400, minimum=60),
+        trusted_proxy_hops=_int(env, "AUTH_TRUSTED_PROXY_HOPS", 1, minimum=0, maximum=5),
+        scopes=scopes,
+        cimd_test_allowed_hosts=hosts,
+        cimd_timeout=float(_int(env, "AUTH_CIMD_TIMEOUT_MS", 3000, minimum=100, maximum=10000)) / 1000,
+        verify_cache_seconds=float(_int(env, "AUTH_VERIFY_CACHE_MS", 2000, minimum=0, maximum=10000)) / 1000,
+        ratelimit_register=_rate(env, "AUTH_RATELIMIT_REGISTER", "20/minute"),
+        ratelimit_token=_rate(env, "AUTH_RATELIMIT_TOKEN", "120/minute"),
+        ratelimit_authorize=_rate(env, "AUTH_RATELIMIT_AUTHORIZE", "60/minute"),
+        ratelimit_cimd=_rate(env, "AUTH_RATELIMIT_CIMD", "30/minute"),
+    )

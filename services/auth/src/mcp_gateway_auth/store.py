@@ -1,0 +1,216 @@
+"""Redis storage with a narrow interface; every key starts with `mcpgw:`.
+
+Secrets that only need comparing (client secrets, registration access tokens, refresh tokens,
+authorization codes) are stored as SHA-256 digests: they are 256-bit random values, so a fast
+hash is enough and a dump of Redis yields nothing usable. Codes and refresh tokens are consumed
+by one Lua script, so two racing requests cannot both win; the script leaves a "used" marker
+naming the grant, which turns a replay into the revocation of that grant.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from typing import Any
+
+import redis
+from flask import Flask, current_app
+
+PREFIX = "mcpgw:"
+
+_CONSUME = """
+local v = redis.call('GET', KEYS[1])
+if v then
+  redis.call('DEL', KEYS[1])
+  local gid = cjson.decode(v)['grant_id']
+  redis.call('SET', KEYS[2], gid, 'EX', tonumber(ARGV[1]))
+  return {1, v}
+end
+local g = redis.call('GET', KEYS[2])
+if g then
+  return {2, g}
+end
+return {0}
+"""
+
+
+def digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def same_secret(value: str | None, stored_digest: str | None) -> bool:
+    if not value or not stored_digest:
+        return False
+    return hmac.compare_digest(digest(value), stored_digest)
+
+
+def new_secret(nbytes: int = 32) -> str:
+    return secrets.token_urlsafe(nbytes)
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.redis = redis.Redis.from_url(
+            url, decode_responses=True, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30
+        )
+        self._consume = self.redis.register_script(_CONSUME)
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _set_json(self, key: str, value: dict, ttl: int | None) -> None:
+        self.redis.set(PREFIX + key, json.dumps(value), ex=ttl if ttl else None)
+
+    def _get_json(self, key: str) -> dict | None:
+        raw = self.redis.get(PREFIX + key)
+        return json.loads(raw) if raw else None
+
+    def ping(self) -> bool:
+        return bool(self.redis.ping())
+
+    # -- clients ---------------------------------------------------------------------------------
+    def save_client(self, record: dict, ttl: int) -> None:
+        self._set_json(f"client:{record['client_id']}", record, ttl or None)
+
+    def update_client(self, record: dict) -> None:
+        key = PREFIX + f"client:{record['client_id']}"
+        self.redis.set(key, json.dumps(record), keepttl=True)
+
+    def get_client(self, client_id: str) -> dict | None:
+        if not client_id or len(client_id) > 2048:
+            return None
+        return self._get_json(f"client:{client_id}")
+
+    def delete_client(self, client_id: str) -> None:
+        for gid in self.redis.smembers(PREFIX + f"client-grants:{client_id}"):
+            self.revoke_grant(gid)
+        self.redis.delete(PREFIX + f"client:{client_id}", PREFIX + f"client-grants:{client_id}")
+
+    # -- pending authorization requests and the upstream leg --------------------------------------
+    def save_pending(self, data: dict, ttl: int) -> str:
+        pending_id = new_secret(24)
+        self._set_json(f"pending:{pending_id}", data, ttl)
+        return pending_id
+
+    def get_pending(self, pending_id: str) -> dict | None:
+        if not pending_id or len(pending_id) > 64:
+            return None
+        return self._get_json(f"pending:{pending_id}")
+
+    def delete_pending(self, pending_id: str) -> None:
+        self.redis.delete(PREFIX + f"pending:{pending_id}")
+
+    def save_upstream(self, state: str, data: dict, ttl: int) -> None:
+        self._set_json(f"upstream:{digest(state)}", data, ttl)
+
+    def pop_upstream(self, state: str) -> dict | None:
+        raw = self.redis.getdel(PREFIX + f"upstream:{digest(state)}")
+        return json.loads(raw) if raw else None
+
+    # -- grants ----------------------------------------------------------------------------------
+    def create_grant(self, *, user: str, client_id: str, resource: str, scope: str, ttl: int) -> str:
+        gid = new_secret(18)
+        record = {
+            "grant_id": gid,
+            "user": user,
+            "client_id": client_id,
+            "resources": [resource],
+            "scope": scope,
+            "created_at": int(time.time()),
+        }
+        pipe = self.redis.pipeline()
+        pipe.set(PREFIX + f"grant:{gid}", json.dumps(record), ex=ttl)
+        pipe.sadd(PREFIX + f"client-grants:{client_id}", gid)
+        pipe.sadd(PREFIX + f"user-grants:{user}", gid)
+        pipe.execute()
+        return gid
+
+    def get_grant(self, gid: str) -> dict | None:
+        return self._get_json(f"grant:{gid}") if gid else None
+
+    def extend_grant(self, gid: str, ttl: int) -> bool:
+        return bool(self.redis.expire(PREFIX + f"grant:{gid}", ttl))
+
+    def revoke_grant(self, gid: str) -> None:
+        grant = self.get_grant(gid)
+        pipe = self.redis.pipeline()
+        pipe.delete(PREFIX + f"grant:{gid}")
+        if grant:
+            pipe.srem(PREFIX + f"client-grants:{grant['client_id']}", gid)
+            pipe.srem(PREFIX + f"user-grants:{grant['user']}", gid)
+        pipe.execute()
+
+    def revoke_user(self, user: str) -> int:
+        gids = self.redis.smembers(PREFIX + f"user-grants:{user}")
+        for gid in gids:
+            self.revoke_grant(gid)
+        return len(gids)
+
+    # -- codes and refresh tokens ------------------------------------------------------------------
+    def save_code(self, code: str, data: dict, ttl: int) -> None:
+        self._set_json(f"code:{digest(code)}", data, ttl)
+
+    def consume_code(self, code: str, ttl: int) -> tuple[str, Any]:
+        """('ok', data) once; ('replayed', grant_id) afterwards; ('unknown', None) otherwise."""
+        return self._consume_once(f"code:{digest(code)}", f"code-used:{digest(code)}", ttl)
+
+    def save_refresh(self, token: str, data: dict, ttl: int) -> None:
+        self._set_json(f"refresh:{digest(token)}", data, ttl)
+
+    def find_refresh(self, token: str) -> dict | None:
+        return self._get_json(f"refresh:{digest(token)}")
+
+    def consume_refresh(self, token: str, ttl: int) -> tuple[str, Any]:
+        return self._consume_once(f"refresh:{digest(token)}", f"refresh-used:{digest(token)}", ttl)
+
+    def delete_refresh(self, token: str) -> None:
+        self.redis.delete(PREFIX + f"refresh:{digest(token)}")
+
+    def _consume_once(self, key: str, used_key: str, ttl: int) -> tuple[str, Any]:
+        result = self._consume(keys=[PREFIX + key, PREFIX + used_key], args=[max(int(ttl), 1)])
+        if result[0] == 1:
+            return "ok", json.loads(result[1])
+        if result[0] == 2:
+            return "replayed", result[1]
+        return "unknown", None
+
+    # -- access tokens: the /verify state check is one round trip -----------------------------------
+    def revoke_jti(self, jti: str, ttl: int) -> None:
+        if ttl > 0:
+            self.redis.set(PREFIX + f"revoked-jti:{jti}", "1", ex=ttl)
+
+    def token_state(self, gid: str, jti: str) -> tuple[dict | None, bool]:
+        """(grant or None, jti revoked?) in one MGET."""
+        grant_raw, revoked = self.redis.mget(PREFIX + f"grant:{gid}", PREFIX + f"revoked-jti:{jti}")
+        return (json.loads(grant_raw) if grant_raw else None), bool(revoked)
+
+    # -- consent ---------------------------------------------------------------------------------
+    def get_consent(self, user: str, client_id: str) -> dict | None:
+        return self._get_json(f"consent:{user}:{digest(client_id)}")
+
+    def save_consent(self, user: str, client_id: str, resources: list[str], scope: str, ttl: int) -> None:
+        current = self.get_consent(user, client_id) or {"resources": [], "scopes": []}
+        record = {
+            "client_id": client_id,
+            "resources": sorted(set(current["resources"]) | set(resources)),
+            "scopes": sorted(set(current["scopes"]) | set(scope.split())),
+            "at": int(time.time()),
+        }
+        self._set_json(f"consent:{user}:{digest(client_id)}", record, ttl)
+
+    # -- client metadata document cache ------------------------------------------------------------
+    def get_cimd(self, url: str) -> dict | None:
+        return self._get_json(f"cimd:{digest(url)}")
+
+    def save_cimd(self, url: str, document: dict, ttl: int) -> None:
+        if ttl > 0:
+            self._set_json(f"cimd:{digest(url)}", document, ttl)
+
+
+def init_app(app: Flask) -> None:
+    app.extensions["mcpgw_store"] = Store(app.config["SETTINGS"].redis_url)
+
+
+def get_store() -> Store:
+    return current_app.extensions["mcpgw_store"]

@@ -1,0 +1,131 @@
+"""Traefik ForwardAuth: is this bearer token good for the MCP endpoint being requested?
+
+The answer needs the JWT signature (local), the audience (local), the allowlist (local) and the
+grant's liveness plus the token's own revocation (one Redis MGET). A short per-process cache of
+good answers saves even that round trip; revocation still takes effect within its lifetime.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from urllib.parse import urlsplit
+
+import jwt
+from flask import Blueprint, Response, current_app, request
+
+from .config import Resource, Settings
+from .keys import KeyRing
+from .store import get_store
+
+bp = Blueprint("verify", __name__)
+
+_CACHE_MAX = 10000
+_cache: dict[str, tuple[float, float, dict[str, str]]] = {}
+_cache_lock = threading.Lock()
+
+
+def requested_resource(settings: Settings) -> Resource | None:
+    """The configured resource that Traefik's X-Forwarded-Proto/-Host/-Uri point at."""
+    scheme = request.scheme.lower()
+    host = request.host.lower()
+    if scheme == "https" and host.endswith(":443"):
+        host = host[:-4]
+    path = urlsplit(request.headers.get("X-Forwarded-Uri", "/")).path or "/"
+    for item in settings.resources:
+        if item.origin == f"{scheme}://{host}" and (path == item.path or path.startswith(item.path + "/")):
+            return item
+    return None
+
+
+def prm_url(resource: Resource) -> str:
+    return f"{resource.origin}/.well-known/oauth-protected-resource{resource.path}"
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "").replace('"', "'")
+
+
+def challenge(
+    settings: Settings, resource: Resource, status: int, error: str | None = None, description: str | None = None
+) -> Response:
+    parts = []
+    if error:
+        parts.append(f'error="{error}"')
+    if description:
+        parts.append(f'error_description="{_quote(description)}"')
+    parts.append(f'scope="{" ".join(settings.scopes)}"')
+    parts.append(f'resource_metadata="{prm_url(resource)}"')
+    response = Response(status=status)
+    response.headers["WWW-Authenticate"] = "Bearer " + ", ".join(parts)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _cached(key: str) -> dict[str, str] | None:
+    entry = _cache.get(key)
+    if entry is None:
+        return None
+    valid_until, token_exp, headers = entry
+    now = time.time()
+    if now > valid_until or now > token_exp:
+        _cache.pop(key, None)
+        return None
+    return headers
+
+
+def _remember(key: str, token_exp: float, headers: dict[str, str], seconds: float) -> None:
+    if seconds <= 0:
+        return
+    with _cache_lock:
+        if len(_cache) >= _CACHE_MAX:
+            _cache.clear()
+        _cache[key] = (time.time() + seconds, token_exp, headers)
+
+
+@bp.route("/verify", methods=["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"])
+def verify():
+    settings: Settings = current_app.config["SETTINGS"]
+    resource = requested_resource(settings)
+    if resource is None:
+        response = Response('{"error":"unknown_resource"}', status=403, mimetype="application/json")
+        response.headers["Cache-Control"] = "no-store"
+        return response
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return challenge(settings, resource, 401)
+    key = hashlib.sha256(f"{resource.resource}\0{token}".encode()).hexdigest()
+    headers = _cached(key)
+    if headers is None:
+        keys: KeyRing = current_app.extensions["mcpgw_keys"]
+        try:
+            claims = keys.verify(token, issuer=settings.issuer, audience=resource.resource)
+        except jwt.InvalidTokenError as exc:
+            description = (
+                "The token is expired"
+                if isinstance(exc, jwt.ExpiredSignatureError)
+                else ("The token is not valid for this resource")
+            )
+            return challenge(settings, resource, 401, "invalid_token", description)
+        login = str(claims["sub"])
+        if not settings.user_allowed(login, resource):
+            return challenge(settings, resource, 401, "invalid_token", "The user is not allowed")
+        grant, revoked = get_store().token_state(str(claims.get("gid", "")), str(claims["jti"]))
+        if grant is None or revoked:
+            return challenge(settings, resource, 401, "invalid_token", "The token was revoked")
+        granted = set(str(claims.get("scope", "")).split())
+        if not set(settings.scopes) <= granted:
+            return challenge(settings, resource, 403, "insufficient_scope", "The token lacks a required scope")
+        headers = {
+            "X-Auth-User": login,
+            "X-Auth-Client-Id": str(claims.get("client_id", "")),
+            "X-Auth-Scope": " ".join(sorted(granted)),
+        }
+        _remember(key, float(claims["exp"]), headers, settings.verify_cache_seconds)
+    response = Response(status=200)
+    response.headers.update(headers)
+    response.headers["Cache-Control"] = "no-store"
+    return response

@@ -1,0 +1,347 @@
+"""HTTP endpoints. Thin: authlib's create_*_response does the protocol work."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import secrets
+import time
+from urllib.parse import urlsplit
+
+from authlib.common.urls import add_params_to_uri
+from authlib.oauth2.rfc6749 import AccessDeniedError, OAuth2Error
+from flask import Blueprint, Response, current_app, redirect, render_template, request, session
+
+from .clients import Client
+from .config import Settings
+from .oauth import GatewayServer, StoredRequest, User, audit, get_server, server_metadata
+from .store import get_store, new_secret, same_secret
+from .upstream import UpstreamError, get_github
+from .web import html_error, json_error, limiter
+
+bp = Blueprint("oauth", __name__)
+
+AUTHORIZE_PARAMS = (
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+    "resource",
+    "prompt",
+)
+
+
+def settings() -> Settings:
+    return current_app.config["SETTINGS"]
+
+
+def _json(data: dict, status: int = 200, cache: str = "public, max-age=300") -> Response:
+    response = Response(json.dumps(data), status=status, mimetype="application/json")
+    response.headers["Cache-Control"] = cache
+    return response
+
+
+# -- discovery -----------------------------------------------------------------------------------
+@bp.get("/.well-known/oauth-authorization-server")
+@bp.get("/.well-known/openid-configuration")
+def as_metadata():
+    return _json(server_metadata(settings()))
+
+
+@bp.get("/.well-known/oauth-protected-resource")
+@bp.get("/.well-known/oauth-protected-resource/<path:resource_path>")
+def protected_resource_metadata(resource_path: str | None = None):
+    """RFC 9728, chosen by the Host Traefik kept from the client's request."""
+    conf = settings()
+    host = request.host.lower()
+    if host.endswith(":443"):
+        host = host[:-4]
+    on_host = [r for r in conf.resources if r.origin == f"https://{host}"]
+    if resource_path is None:
+        matches = on_host if len(on_host) == 1 else []
+    else:
+        matches = [r for r in on_host if r.path == "/" + resource_path.rstrip("/")]
+    if not matches:
+        return json_error(404, "not_found", "No protected resource is served here")
+    resource = matches[0]
+    return _json(
+        {
+            "resource": resource.resource,
+            "authorization_servers": [conf.issuer],
+            "scopes_supported": list(conf.scopes),
+            "bearer_methods_supported": ["header"],
+            "jwks_uri": f"{conf.issuer}/jwks",
+            "resource_name": resource.name,
+        }
+    )
+
+
+@bp.get("/jwks")
+def jwks():
+    return _json(current_app.extensions["mcpgw_keys"].jwks())
+
+
+@bp.get("/health")
+def health():
+    try:
+        ok = get_store().ping()
+    except Exception:  # noqa: BLE001 - any Redis failure means unhealthy
+        ok = False
+    return _json({"status": "ok" if ok else "unavailable"}, 200 if ok else 503, cache="no-store")
+
+
+# -- registration (RFC 7591, RFC 7592) -------------------------------------------------------------
+def _require_json_object() -> Response | None:
+    if request.mimetype != "application/json":
+        return json_error(400, "invalid_client_metadata", "Send client metadata as application/json")
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return json_error(400, "invalid_client_metadata", "The body must be a JSON object")
+    return None
+
+
+@bp.post("/register")
+@limiter.limit(lambda: settings().ratelimit_register)
+def register():
+    problem = _require_json_object()
+    if problem is not None:
+        return problem
+    return get_server().create_endpoint_response("client_registration")
+
+
+@bp.route("/register/<client_id>", methods=["GET", "PUT", "DELETE"])
+@limiter.limit(lambda: settings().ratelimit_register, methods=["PUT", "DELETE"])
+def client_configuration(client_id: str):
+    server = get_server()
+    record = get_store().get_client(client_id)
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    client = Client(record, settings().scopes) if record and record.get("kind") == "dcr" else None
+    valid = (
+        client is not None
+        and scheme.lower() == "bearer"
+        and same_secret(token.strip(), client.record.get("registration_access_token_hash"))
+    )
+    if not valid:
+        # Unknown client and wrong token look the same, so client ids cannot be probed.
+        return json_error(
+            401,
+            "invalid_token",
+            "The registration access token is not valid for this client",
+            {"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
+    if request.method == "PUT":
+        problem = _require_json_object()
+        if problem is not None:
+            return problem
+    return server.create_endpoint_response("client_configuration")
+
+
+# -- token, revocation, introspection -------------------------------------------------------------
+def _form_only() -> Response | None:
+    if request.mimetype != "application/x-www-form-urlencoded":
+        return json_error(400, "invalid_request", "Use application/x-www-form-urlencoded")
+    if request.args:
+        return json_error(400, "invalid_request", "Parameters belong in the body, not the query string")
+    return None
+
+
+@bp.post("/token")
+@limiter.limit(lambda: settings().ratelimit_token)
+def token():
+    problem = _form_only()
+    if problem is not None:
+        return problem
+    response = get_server().create_token_response()
+    if (
+        response.status_code == 400
+        and response.is_json
+        and (response.get_json() or {}).get("error") == "invalid_client"
+    ):
+        # Unknown or expired client, or failed authentication: 401, so clients such as Claude.ai re-register.
+        response.status_code = 401
+    return response
+
+
+@bp.post("/revoke")
+@limiter.limit(lambda: settings().ratelimit_token)
+def revoke():
+    problem = _form_only()
+    if problem is not None:
+        return problem
+    return get_server().create_endpoint_response("revocation")
+
+
+@bp.post("/introspect")
+@limiter.limit(lambda: settings().ratelimit_token)
+def introspect():
+    problem = _form_only()
+    if problem is not None:
+        return problem
+    return get_server().create_endpoint_response("introspection")
+
+
+# -- authorization: consent, the GitHub leg, the code ---------------------------------------------
+def _error_redirect(redirect_uri: str, error: OAuth2Error, state: str | None) -> Response:
+    params = [("error", error.error)]
+    if error.description:
+        params.append(("error_description", error.description))
+    if state:
+        params.append(("state", state))
+    params.append(("iss", settings().issuer))
+    return redirect(add_params_to_uri(redirect_uri, params), code=302)
+
+
+def _validate(server: GatewayServer, oauth_request, user: User | None = None):
+    """(grant, None) for a valid request, else (None, response) with an error page or redirect."""
+    try:
+        return server.get_consent_grant(oauth_request, end_user=user), None
+    except OAuth2Error as error:
+        state = oauth_request.payload.state if oauth_request is not None else None
+        if error.redirect_uri:
+            return None, _error_redirect(error.redirect_uri, error, state)
+        return None, html_error(400, "This sign-in request cannot be used", f"{error.error}: {error.description or ''}")
+
+
+def _fresh_login() -> str | None:
+    login = session.get("login")
+    at = session.get("login_at", 0)
+    if isinstance(login, str) and isinstance(at, int) and time.time() - at < settings().session_ttl:
+        return login
+    return None
+
+
+def _complete(pending_id: str, pending: dict, login: str) -> Response:
+    """Issue our code for a person GitHub confirmed and the allowlist admits."""
+    conf = settings()
+    server = get_server()
+    params = pending["params"]
+    oauth_request = StoredRequest(conf.issuer, params)
+    user = User(login)
+    grant, failure = _validate(server, oauth_request, user)
+    if failure is not None:
+        get_store().delete_pending(pending_id)
+        return failure
+    resource = conf.resource_by_url(params["resource"])
+    if not conf.user_allowed(login, resource):
+        get_store().delete_pending(pending_id)
+        audit("login_refused", user=login, resource=params["resource"])
+        error = AccessDeniedError("This GitHub account may not use this service")
+        return _error_redirect(grant.redirect_uri, error, params.get("state"))
+    get_store().save_consent(
+        login, params["client_id"], [params["resource"]], oauth_request.scope or "", conf.consent_ttl
+    )
+    get_store().delete_pending(pending_id)
+    audit("authorized", user=login, client_id=params["client_id"], resource=params["resource"])
+    return server.create_authorization_response(oauth_request, grant_user=user, grant=grant)
+
+
+def _consent_covers(login: str, client_id: str, resource: str, scope: str) -> bool:
+    consent = get_store().get_consent(login, client_id)
+    if not consent:
+        return False
+    return resource in consent["resources"] and set(scope.split()) <= set(consent["scopes"])
+
+
+@bp.get("/authorize")
+@limiter.limit(lambda: settings().ratelimit_authorize)
+def authorize():
+    conf = settings()
+    server = get_server()
+    oauth_request = server.create_oauth2_request(None)
+    for name in AUTHORIZE_PARAMS:
+        if len(request.args.getlist(name)) > 1:
+            return html_error(400, "This sign-in request cannot be used", f"invalid_request: repeated {name}")
+    grant, failure = _validate(server, oauth_request)
+    if failure is not None:
+        return failure
+    client: Client = grant.client
+    params = {k: request.args[k] for k in AUTHORIZE_PARAMS if k in request.args}
+    params["redirect_uri"] = grant.redirect_uri
+    scope = oauth_request.scope or ""
+    params["scope"] = scope
+    pending = {"params": params, "created_at": int(time.time())}
+    pending_id = get_store().save_pending(pending, conf.code_ttl)
+    login = _fresh_login()
+    if (
+        login
+        and params.get("prompt") != "consent"
+        and _consent_covers(login, client.client_id, params["resource"], scope)
+    ):
+        return _complete(pending_id, pending, login)
+    csrf = session.get("csrf") or new_secret(24)
+    session["csrf"] = csrf
+    session.permanent = True
+    resource = conf.resource_by_url(params["resource"])
+    return render_template(
+        "consent.html",
+        client=client,
+        client_id=client.client_id,
+        redirect_host=(urlsplit(grant.redirect_uri).hostname or urlsplit(grant.redirect_uri).scheme + ":"),
+        localhost_only=client.localhost_only(),
+        metadata_document=client.kind == "cimd",
+        resource=resource,
+        scopes=scope.split(),
+        login=login,
+        pending_id=pending_id,
+        csrf=csrf,
+    )
+
+
+@bp.post("/consent")
+def consent():
+    conf = settings()
+    token = request.form.get("csrf", "")
+    expected = session.get("csrf", "")
+    if not token or not expected or not hmac.compare_digest(str(token), str(expected)):
+        return html_error(400, "Request refused", "The form expired or did not come from this site. Start again.")
+    pending_id = request.form.get("pending", "")
+    pending = get_store().get_pending(pending_id)
+    if pending is None:
+        return html_error(400, "Request expired", "This sign-in request expired. Start again from your application.")
+    params = pending["params"]
+    if request.form.get("decision") != "approve":
+        get_store().delete_pending(pending_id)
+        audit("consent_denied", client_id=params["client_id"])
+        return _error_redirect(
+            params["redirect_uri"], AccessDeniedError("The user denied the request"), params.get("state")
+        )
+    login = _fresh_login()
+    if login:
+        return _complete(pending_id, pending, login)
+    state = new_secret(24)
+    verifier = secrets.token_urlsafe(48)
+    get_store().save_upstream(state, {"pending_id": pending_id, "verifier": verifier}, conf.code_ttl)
+    session["upstream_state"] = state
+    session.permanent = True
+    return redirect(get_github().authorize_url(state, verifier), code=303)
+
+
+@bp.get("/callback")
+def callback():
+    state = request.args.get("state", "")
+    expected = session.pop("upstream_state", None)
+    upstream = get_store().pop_upstream(state) if state else None
+    if not upstream or not expected or not hmac.compare_digest(str(expected), state):
+        return html_error(400, "Sign-in failed", "This GitHub sign-in does not belong to this browser session.")
+    pending_id = upstream["pending_id"]
+    pending = get_store().get_pending(pending_id)
+    if pending is None:
+        return html_error(400, "Request expired", "This sign-in request expired. Start again from your application.")
+    params = pending["params"]
+    if request.args.get("error") or not request.args.get("code"):
+        get_store().delete_pending(pending_id)
+        return _error_redirect(
+            params["redirect_uri"], AccessDeniedError("GitHub sign-in was not completed"), params.get("state")
+        )
+    try:
+        login = get_github().login_for_code(request.args["code"], upstream["verifier"])
+    except UpstreamError as exc:
+        audit("github_login_failed", reason=str(exc))
+        return html_error(502, "Sign-in failed", str(exc))
+    session["login"] = login
+    session["login_at"] = int(time.time())
+    session.permanent = True
+    return _complete(pending_id, pending, login)

@@ -1,0 +1,115 @@
+"""Cross-cutting HTTP policy: proxy trust, rate limits, CORS, security headers, error bodies."""
+
+from __future__ import annotations
+
+import json
+
+from flask import Flask, Response, current_app, render_template, request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from .config import Settings
+
+limiter = Limiter(key_func=get_remote_address, headers_enabled=True, key_prefix="mcpgw:rl")
+
+# Endpoints a browser-based MCP client (the MCP Inspector) calls cross-origin.
+CORS_PATHS = ("/.well-known/", "/register", "/token", "/revoke", "/introspect", "/jwks")
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, POST, PUT, DELETE, OPTIONS",
+    "Access-Control-Allow-Headers": (
+        "Authorization, Content-Type, MCP-Protocol-Version, Mcp-Session-Id, Mcp-Method, Mcp-Name, Last-Event-ID"
+    ),
+    "Access-Control-Expose-Headers": "Mcp-Session-Id, WWW-Authenticate, Retry-After",
+    "Access-Control-Max-Age": "600",
+}
+# Pages a person sees in a browser; everything else answers JSON.
+HTML_PATHS = ("/authorize", "/consent", "/callback")
+PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; base-uri 'none'; frame-ancestors 'none'"
+
+
+def json_error(status: int, error: str, description: str | None = None, headers: dict | None = None) -> Response:
+    body = {"error": error}
+    if description:
+        body["error_description"] = description
+    response = Response(json.dumps(body), status=status, mimetype="application/json")
+    response.headers["Cache-Control"] = "no-store"
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def html_error(status: int, title: str, message: str) -> Response:
+    response = Response(render_template("error.html", title=title, message=message), status=status)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _wants_html() -> bool:
+    return request.path.startswith(HTML_PATHS)
+
+
+def _is_cors_path() -> bool:
+    return request.path.startswith(CORS_PATHS)
+
+
+def init_app(app: Flask) -> None:
+    settings: Settings = app.config["SETTINGS"]
+    hops = settings.trusted_proxy_hops
+    if hops:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=0, x_prefix=0)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.config["RATELIMIT_STORAGE_URI"] = settings.limits_storage_uri
+    app.config["RATELIMIT_STORAGE_OPTIONS"] = {"socket_timeout": 5}
+    app.config["RATELIMIT_HEADERS_ENABLED"] = True
+    limiter.init_app(app)
+
+    @app.before_request
+    def _preflight():
+        if request.method == "OPTIONS" and _is_cors_path():
+            return Response(status=204, headers=CORS_HEADERS)
+        return None
+
+    @app.after_request
+    def _headers(response: Response) -> Response:
+        if _is_cors_path():
+            for key, value in CORS_HEADERS.items():
+                response.headers.setdefault(key, value)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        if response.mimetype == "text/html":
+            response.headers["Content-Security-Policy"] = PAGE_CSP
+            response.headers["X-Frame-Options"] = "DENY"
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        status = exc.code or 500
+        if status == 429:
+            retry = {"Retry-After": "60"}
+            if _wants_html():
+                response = html_error(429, "Too many requests", "Please wait a minute and try again.")
+                response.headers.update(retry)
+                return response
+            return json_error(429, "rate_limited", "Too many requests; retry later", retry)
+        if status == 413:
+            error, description = "invalid_request", "The request body is too large"
+        elif status == 405:
+            error, description = "invalid_request", "Method not allowed"
+        elif status == 404:
+            error, description = "not_found", "No such endpoint"
+        else:
+            error, description = "invalid_request", "The request could not be understood"
+        if _wants_html():
+            return html_error(status, "Request refused", description)
+        return json_error(status, error, description)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        current_app.logger.exception("unhandled error on %s", request.path)
+        if _wants_html():
+            return html_error(500, "Something went wrong", "The sign-in service failed; please try again.")
+        return json_error(500, "server_error", "Internal error")
