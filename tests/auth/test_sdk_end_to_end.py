@@ -1,0 +1,275 @@
+"""The official MCP SDK client, with its OAuth provider, through real Traefik with ForwardAuth.
+
+Discovery (401 -> PRM -> AS metadata), registration (DCR, or a Client ID Metadata Document served
+over HTTPS), consent, GitHub login at the stub, token, tool call, refresh, and a revoked token
+refused, in both the `auto` (2026-07-28 probe) and `legacy` (initialize handshake) client modes.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import anyio
+import httpx
+import httpx2
+import pytest
+from mcp.client.auth import OAuthClientProvider
+from mcp.client.client import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
+
+from tests.auth.gateway import DOMAIN, Gateway, dynamic_config, resolve_test_names, start_echo
+from tests.auth.oauthflow import Browser
+from tests.harness.auth import AuthService
+from tests.harness.procs import LOOPBACK, free_port
+from tests.harness.traefik import Traefik
+
+pytestmark = pytest.mark.slow
+CALLBACK = "http://127.0.0.1:47123/callback"
+
+
+class MemoryStorage:
+    def __init__(self) -> None:
+        self.tokens: OAuthToken | None = None
+        self.client_info: OAuthClientInformationFull | None = None
+
+    async def get_tokens(self):
+        return self.tokens
+
+    async def set_tokens(self, tokens):
+        self.tokens = tokens
+
+    async def get_client_info(self):
+        return self.client_info
+
+    async def set_client_info(self, client_info):
+        self.client_info = client_info
+
+
+class CimdServer:
+    """Serves a client metadata document over HTTPS at https://localhost:<port>/client.json."""
+
+    def __init__(self, cert, document_for) -> None:
+        self.port = free_port()
+        self.url = f"https://localhost:{self.port}/client.json"
+        document = json.dumps(document_for(self.url)).encode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(document)))
+                self.end_headers()
+                self.wfile.write(document)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer((LOOPBACK, self.port), Handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert.cert_path, cert.key_path)
+        self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory, redis_server, github_stub, test_ca):
+    workdir: Path = tmp_path_factory.mktemp("gateway")
+    traefik = Traefik(workdir / "traefik", {})
+    port = traefik.https_port
+    cert = test_ca.issue(f"*.{DOMAIN}", DOMAIN, "localhost", stem="gateway")
+    resources = [{"name": "time", "resource": f"https://time.{DOMAIN}:{port}/mcp"}]
+    auth = AuthService(
+        workdir / "auth",
+        issuer=f"https://auth.{DOMAIN}:{port}",
+        redis_url=redis_server.url,
+        resources=resources,
+        github_url=github_stub.url,
+        github_api_url=github_stub.api_url,
+        github_client_id=github_stub.client_id,
+        github_client_secret=github_stub.client_secret,
+        allowed_users="octocat",
+        env={
+            "AUTH_TEST_CIMD_ALLOWED_HOSTS": "localhost",
+            "SSL_CERT_FILE": str(test_ca.cert_path),
+            "AUTH_RATELIMIT_REGISTER": "1000/minute",
+            "AUTH_RATELIMIT_AUTHORIZE": "1000/minute",
+            "AUTH_VERIFY_CACHE_MS": "0",
+        },
+    )
+    parts = []
+    try:
+        auth.start()
+        parts.append(auth)
+        echo, echo_port = start_echo(workdir)
+        parts.append(echo)
+        traefik.start()
+        parts.append(traefik)
+        traefik.update(dynamic_config(auth.port, echo_port, port, cert, ["time"]))
+        github_stub.set_user("octocat")
+        yield Gateway(traefik=traefik, auth=auth, echo=echo, ca=test_ca)
+    finally:
+        for part in reversed(parts):
+            part.stop()
+
+
+@dataclass
+class TraefikBrowser(Browser):
+    """The scripted browser, but through Traefik over TLS like a real one."""
+
+    ca_path: str = ""
+
+    def __post_init__(self) -> None:
+        self.http = httpx.Client(timeout=15, verify=ssl.create_default_context(cafile=self.ca_path))
+
+    def _send(self, method, url, data=None):
+        self.history.append(url)
+        headers = {}
+        if self.cookies and url.startswith(self.service.issuer):
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        response = self.http.request(method, url, data=data, headers=headers)
+        for header in response.headers.get_list("set-cookie"):
+            name, _, rest = header.partition("=")
+            self.cookies[name.strip()] = rest.split(";", 1)[0]
+        return response
+
+
+def make_provider(gateway: Gateway, storage: MemoryStorage, browser: Browser, cimd_url: str | None = None):
+    redirected: dict[str, str] = {}
+
+    async def redirect_handler(url: str) -> None:
+        outcome = await anyio.to_thread.run_sync(lambda: browser.open(url))
+        if outcome.is_consent_page:
+            outcome = await anyio.to_thread.run_sync(lambda: browser.consent(outcome.response))
+        redirected.update(outcome.params)
+
+    async def callback_handler() -> AuthorizationCodeResult:
+        return AuthorizationCodeResult(
+            code=redirected["code"], state=redirected.get("state"), iss=redirected.get("iss")
+        )
+
+    metadata = OAuthClientMetadata(
+        client_name="SDK end-to-end", redirect_uris=[CALLBACK], grant_types=["authorization_code", "refresh_token"]
+    )
+    return OAuthClientProvider(
+        server_url=gateway.url("time", "/mcp"),
+        client_metadata=metadata,
+        storage=storage,
+        redirect_handler=redirect_handler,
+        callback_handler=callback_handler,
+        client_metadata_url=cimd_url,
+    )
+
+
+async def run_client(gateway: Gateway, provider: OAuthClientProvider, mode: str) -> list:
+    """Two tool calls with a refresh between them; the results, the refresh tokens seen and the
+    negotiated protocol version."""
+    context = ssl.create_default_context(cafile=str(gateway.ca.cert_path))
+    results: list = []
+    storage = provider.context.storage
+    async with httpx2.AsyncClient(auth=provider, verify=context, timeout=30) as http:
+        transport = streamable_http_client(gateway.url("time", "/mcp"), http_client=http)
+        async with Client(transport, mode=mode) as client:
+            result = await client.call_tool("add", {"a": 2, "b": 3})
+            results.append(json.loads(result.content[0].text) if result.content else None)
+            first_refresh = storage.tokens.refresh_token
+            # Let the access token lapse on the client's clock: the next call must refresh first.
+            provider.context.token_expiry_time = time.time() - 1
+            result = await client.call_tool("add", {"a": 20, "b": 22})
+            results.append(json.loads(result.content[0].text) if result.content else None)
+            results.append(first_refresh != storage.tokens.refresh_token)
+            results.append(client.protocol_version)
+    return results
+
+
+def revoke_and_check(gateway: Gateway, storage: MemoryStorage) -> None:
+    verify = ssl.create_default_context(cafile=str(gateway.ca.cert_path))
+    token = storage.tokens.access_token
+    info = storage.client_info
+    form = {"token": token, "token_type_hint": "access_token", "client_id": info.client_id}
+    auth = None
+    if info.client_secret:
+        auth = (info.client_id, info.client_secret)
+        form.pop("client_id")
+    response = httpx.post(gateway.url("auth", "/revoke"), data=form, auth=auth, verify=verify, timeout=10)
+    assert response.status_code == 200, response.text
+    mcp = httpx.post(
+        gateway.url("time", "/mcp"),
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/json",
+            "Accept": "application/json, text/event-stream",
+        },
+        content=b'{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}',
+        verify=verify,
+        timeout=10,
+    )
+    assert mcp.status_code == 401
+    challenge = mcp.headers["www-authenticate"]
+    assert 'error="invalid_token"' in challenge
+    assert f'resource_metadata="{gateway.url("time", "/.well-known/oauth-protected-resource/mcp")}"' in challenge
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+def test_sdk_client_with_dynamic_registration_calls_a_tool_refreshes_and_is_refused_after_revocation(
+    gateway, github_stub, mode
+):
+    storage = MemoryStorage()
+    browser = TraefikBrowser(gateway.auth, github_stub, ca_path=str(gateway.ca.cert_path))
+    with resolve_test_names():
+        provider = make_provider(gateway, storage, browser)
+        results = anyio.run(run_client, gateway, provider, mode)
+        assert results[:3] == [5, 42, True]  # two tool results, and the refresh token rotated
+        assert (results[3] == "2026-07-28") == (mode == "auto"), results[3]
+        assert storage.client_info.client_id and not storage.client_info.client_id.startswith("https://")
+        # A refresh happened: the stored refresh token was rotated by the second call.
+        assert storage.tokens.refresh_token
+        revoke_and_check(gateway, storage)
+    exchanges = [r for r in github_stub.requests("/login/oauth/access_token")]
+    assert exchanges and exchanges[-1]["form"].get("client_secret") == github_stub.client_secret
+    assert exchanges[-1]["form"].get("code_verifier")
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+def test_sdk_client_with_a_client_id_metadata_document(gateway, github_stub, mode):
+    cert = gateway.ca.issue("localhost", stem="cimd")
+
+    def document(url):
+        return {
+            "client_id": url,
+            "client_name": "SDK via metadata document",
+            "redirect_uris": [CALLBACK],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "token_endpoint_auth_method": "none",
+        }
+
+    server = CimdServer(cert, document)
+    try:
+        storage = MemoryStorage()
+        browser = TraefikBrowser(gateway.auth, github_stub, ca_path=str(gateway.ca.cert_path))
+        with resolve_test_names():
+            provider = make_provider(gateway, storage, browser, cimd_url=server.url)
+            results = anyio.run(run_client, gateway, provider, mode)
+            assert results[:3] == [5, 42, True]
+            assert storage.client_info.client_id == server.url
+            revoke_and_check(gateway, storage)
+    finally:
+        server.stop()
+
+
+def test_verify_is_not_reachable_through_traefik(gateway):
+    with resolve_test_names():
+        context = ssl.create_default_context(cafile=str(gateway.ca.cert_path))
+        response = httpx.get(gateway.url("auth", "/verify"), verify=context, timeout=10)
+    assert response.status_code == 404
