@@ -1,0 +1,285 @@
+"""The ASGI application: /mcp (both protocol eras on one endpoint), /health and /metrics."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+import anyio.abc
+from mcp_types import INVALID_REQUEST
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, KNOWN_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
+from starlette.applications import Starlette
+from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Route
+from starlette.types import Message, Receive, Scope, Send
+
+from .child import CHILD_EXITED, REQUEST_TIMEOUT, _error
+from .config import Settings
+from .legacy import SessionRegistry
+from .metrics import Metrics
+from .modern import ChildPool, ModernHandler, _respond_rpc
+
+access_log = logging.getLogger("mcp_gateway_proxy.access")
+log = logging.getLogger("mcp_gateway_proxy")
+
+_LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+
+
+class Bridge:
+    """Everything that lives as long as the server: the child pool, the sessions, the counters."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.pool = ChildPool(settings, self.metrics)
+        self.sessions = SessionRegistry(settings, self.metrics)
+        self.modern = ModernHandler(settings, self.metrics, self.pool)
+        self._tg: anyio.abc.TaskGroup | None = None
+        self.metrics.gauges.update(
+            {
+                "mcp_proxy_sessions_open": lambda: len(self.sessions),
+                "mcp_proxy_children_running": lambda: (
+                    len(self.pool.children)
+                    + sum(1 for s in list(self.sessions.sessions.values()) if s.child is not None and s.child.alive)
+                ),
+                "mcp_proxy_pool_children_ready": lambda: len(self.pool.ready),
+                "mcp_proxy_modern_requests_in_flight": lambda: self.modern.in_flight,
+            }
+        )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            await tg.start(self.pool.run)
+            try:
+                yield
+            finally:
+                tg.cancel_scope.cancel()
+
+    # ---- /mcp -------------------------------------------------------------------------------------
+
+    def origin_allowed(self, origin: str | None) -> bool:
+        if origin is None:
+            return True
+        allowed = self.settings.allowed_origins
+        if "*" in allowed or origin in allowed:
+            return True
+        parts = urlsplit(origin)
+        return parts.scheme in ("http", "https") and parts.netloc.rsplit(":", 1)[0] in _LOOPBACK_HOSTS
+
+    async def mcp(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.monotonic()
+        headers = Headers(scope=scope)
+        user = (headers.get(self.settings.user_header) or "").strip() or "anonymous"
+        info: dict[str, Any] = {"era": "unknown", "status": None, "user": user}
+
+        async def watched_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                info["status"] = message["status"]
+                for key, value in message.get("headers", []):
+                    if key.lower() == b"content-type" and value.startswith(b"text/event-stream"):
+                        info["sse"] = True
+            await send(message)
+
+        try:
+            await self._mcp(scope, receive, watched_send, headers, user, info)
+        finally:
+            elapsed = time.monotonic() - started
+            status = info["status"] or 0
+            self.metrics.observe(info["era"], scope["method"], status, elapsed)
+            if info.get("rpc_error") is not None:
+                self.metrics.rpc_errors[(info["era"], int(info["rpc_error"]))] += 1
+            access_log.info(
+                json.dumps(
+                    {
+                        "event": "request",
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 2),
+                        "era": info["era"],
+                        "rpc_method": info.get("rpc_method"),
+                        "rpc_error": info.get("rpc_error"),
+                        "session": (info.get("session") or "")[:8] or None,
+                        "user": user,
+                        "sse": bool(info.get("sse")),
+                    }
+                )
+            )
+
+    async def _mcp(
+        self, scope: Scope, receive: Receive, send: Send, headers: Headers, user: str, info: dict[str, Any]
+    ) -> None:
+        if not self.origin_allowed(headers.get("origin")):
+            await _respond_rpc(send, 403, _error(None, INVALID_REQUEST, "Origin not allowed"))
+            return
+        body = b""
+        if scope["method"] == "POST":
+            read = await _read_body(receive, self.settings.max_body_bytes)
+            if read is None:
+                await _respond_rpc(send, 413, _error(None, INVALID_REQUEST, "Request body too large"))
+                return
+            body = read
+        replay = _replaying(body, receive)
+        version = headers.get("mcp-protocol-version")
+        session_id = headers.get("mcp-session-id")
+        decoded = _try_json(body)
+        if isinstance(decoded, dict) and isinstance(decoded.get("method"), str):
+            info["rpc_method"] = decoded["method"]
+
+        if version is not None and version not in KNOWN_PROTOCOL_VERSIONS and session_id is not None:
+            info["era"] = "legacy"
+            await _respond_rpc(send, 400, _error(None, INVALID_REQUEST, f"Unsupported MCP-Protocol-Version: {version}"))
+            return
+        if session_id is not None and version not in MODERN_PROTOCOL_VERSIONS:
+            info["era"], info["session"] = "legacy", session_id
+            session = self.sessions.find(session_id, user)
+            if session is None:
+                await _respond_rpc(send, 404, _error(None, INVALID_REQUEST, "Session not found"))
+                return
+            await session.transport.handle_request(scope, replay, send)
+            if session.transport.is_terminated:
+                await self.sessions.discard(session)
+            return
+        if (version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS) or _has_modern_envelope(decoded):
+            info["era"] = "2026-07-28"
+            await self.modern(scope, replay, send, body, info)
+            return
+        info["era"] = "legacy"
+        if scope["method"] == "POST" and isinstance(decoded, dict) and decoded.get("method") == "initialize":
+            await self._open_session(scope, replay, send, user, info)
+            return
+        if scope["method"] not in ("POST", "GET", "DELETE"):
+            await _respond_rpc(send, 405, _error(None, INVALID_REQUEST, "Method not allowed"))
+            return
+        await _respond_rpc(send, 400, _error(None, INVALID_REQUEST, "Bad Request: Missing Mcp-Session-Id header"))
+
+    async def _open_session(self, scope: Scope, receive: Receive, send: Send, user: str, info: dict[str, Any]) -> None:
+        assert self._tg is not None
+        session = await self.sessions.open(user, self._tg)
+        if session is None:
+            self.metrics.sessions_refused += 1
+            await _respond_rpc(
+                send,
+                503,
+                _error(None, CHILD_EXITED, f"Too many open sessions ({self.settings.max_sessions}); retry later"),
+                retry_after=5,
+            )
+            return
+        info["session"] = session.session_id
+        await session.transport.handle_request(scope, receive, send)
+        if not session.initialized_ok or (info["status"] or 500) >= 400:
+            await self.sessions.discard(session)
+
+    # ---- /health and /metrics ---------------------------------------------------------------------
+
+    async def health(self, _request: Request) -> JSONResponse:
+        """Ask a running pool child for a ping; never start a process to answer."""
+        body: dict[str, Any] = {
+            "sessions": len(self.sessions),
+            "pool_ready": len(self.pool.ready),
+            "pool_size": self.settings.pool_size,
+            "child_era": {True: "2026-07-28", False: "handshake", None: "unknown"}[self.pool.passthrough],
+        }
+        ready = [c for c in self.pool.ready if c.alive]
+        if not ready:
+            return JSONResponse({"status": "unavailable", "reason": "no MCP server process is ready", **body}, 503)
+        child = min(ready, key=lambda c: len(c.pending))
+        started = time.monotonic()
+        # 2026-07-28 dropped ping; any answer at all (a result, or a JSON-RPC error from the child itself)
+        # shows the child reads and writes.
+        response = await child.request("ping", _ping_params(self.pool.passthrough), timeout=5.0)
+        body["ping_ms"] = round((time.monotonic() - started) * 1000, 2)
+        if response.get("error", {}).get("code") in (CHILD_EXITED, REQUEST_TIMEOUT):
+            return JSONResponse({"status": "unavailable", "reason": response.get("error"), **body}, 503)
+        return JSONResponse({"status": "ok", **body})
+
+    async def metrics_endpoint(self, _request: Request) -> PlainTextResponse:
+        return PlainTextResponse(self.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+def _ping_params(passthrough: bool | None) -> dict[str, Any] | None:
+    if not passthrough:
+        return None
+    return {
+        "_meta": {
+            "io.modelcontextprotocol/protocolVersion": MODERN_PROTOCOL_VERSIONS[-1],
+            "io.modelcontextprotocol/clientCapabilities": {},
+        }
+    }
+
+
+def _try_json(body: bytes) -> Any:
+    if not body:
+        return None
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _has_modern_envelope(decoded: Any) -> bool:
+    if not isinstance(decoded, dict) or decoded.get("method") == "initialize":
+        return False
+    params = decoded.get("params")
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    return isinstance(meta, dict) and "io.modelcontextprotocol/protocolVersion" in meta
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole request body, or None as soon as it passes ``limit`` bytes."""
+    chunks = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return bytes(chunks)
+        chunks += message.get("body", b"")
+        if len(chunks) > limit:
+            return None
+        if not message.get("more_body", False):
+            return bytes(chunks)
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """A receive callable that hands out the already-read body once, then the live connection's events."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+class _Endpoint:
+    def __init__(self, bridge: Bridge) -> None:
+        self.bridge = bridge
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.bridge.mcp(scope, receive, send)
+
+
+def create_app(settings: Settings) -> Starlette:
+    bridge = Bridge(settings)
+    app = Starlette(
+        routes=[
+            Route("/mcp", _Endpoint(bridge), methods=None),
+            Route("/health", bridge.health, methods=["GET", "HEAD"]),
+            Route("/metrics", bridge.metrics_endpoint, methods=["GET"]),
+        ],
+        lifespan=bridge.lifespan,
+    )
+    app.state.bridge = bridge
+    return app

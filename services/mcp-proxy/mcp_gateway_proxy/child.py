@@ -1,0 +1,346 @@
+"""One stdio MCP server process and the JSON-RPC bookkeeping the bridge keeps over it.
+
+Why not the SDK's ``stdio_client``: the bridge needs the raw JSON-RPC frames (it relays messages it does
+not model, from servers of either era), the child's stderr in its own log rather than a file handle, the
+process in its own process group so a whole tree can be killed, and to know the instant the child dies so
+waiting requests fail at once. So this module does the framing itself: newline-delimited JSON with no line
+length limit (results of many MiB are one line), stderr drained continuously, non-JSON stdout lines logged
+and skipped.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import anyio.abc
+
+log = logging.getLogger("mcp_gateway_proxy.child")
+
+JSON = dict[str, Any]
+
+# JSON-RPC codes the bridge itself answers with.
+INTERNAL_ERROR = -32603
+CHILD_EXITED = -32000
+REQUEST_TIMEOUT = -32001
+REQUEST_CANCELLED = -32003
+
+_STDERR_LINES_PER_SECOND = 200
+_LOG_LINE_MAX = 4000
+
+
+class ChildGone(Exception):
+    """The child exited (or was killed) before answering."""
+
+
+@dataclass
+class Pending:
+    """A request the bridge sent to the child and still waits for."""
+
+    method: str
+    client_progress_token: Any = None
+    notify: Callable[[JSON], Awaitable[None]] | None = None
+    log_opt_in: bool = False
+    done: anyio.Event = field(default_factory=anyio.Event)
+    response: JSON | None = None
+
+
+class Child:
+    """A running stdio MCP server with request/response correlation.
+
+    Requests sent through :meth:`request` get ids from the bridge's own counter, so requests from many
+    HTTP clients can share one child without colliding; progress tokens are rewritten the same way and
+    restored on the way back. Messages the child sends that answer none of these go to ``on_unrouted``.
+    """
+
+    _ids = itertools.count(1)
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        label: str,
+        on_unrouted: Callable[[Child, JSON], Awaitable[None]],
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        shutdown_grace: float = 3.0,
+    ) -> None:
+        self.argv = list(argv)
+        self.label = label
+        self.on_unrouted = on_unrouted
+        self.cwd = cwd
+        self.env = dict(env) if env is not None else _child_environment()
+        self.shutdown_grace = shutdown_grace
+        self.process: anyio.abc.Process | None = None
+        self.pending: dict[int, Pending] = {}
+        self.by_token: dict[str, int] = {}
+        self.exited = anyio.Event()
+        self.returncode: int | None = None
+        self.started_at = time.monotonic()
+        self.last_answer_at = time.monotonic()
+        self.non_json_lines = 0
+        self.stderr_lines = 0
+        self._write_lock = anyio.Lock()
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and not self.exited.is_set()
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Spawn the child and pump its output until it exits; then fail everything still waiting."""
+        try:
+            self.process = await anyio.open_process(
+                self.argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=self.cwd,
+                env=self.env,
+                start_new_session=True,  # own process group: kill the whole tree (npx, node, sh wrappers)
+            )
+        except OSError as exc:
+            log.error(json.dumps({"event": "child_spawn_failed", "child": self.label, "error": str(exc)}))
+            self.exited.set()
+            self._fail_all(f"MCP server could not be started: {exc}")
+            task_status.started()
+            return
+        log.info(json.dumps({"event": "child_started", "child": self.label, "pid": self.process.pid}))
+        task_status.started()
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._drain_stderr)
+                await self._read_stdout()
+                # stdout closed: the child is gone or going; reap it (bounded) and stop draining.
+                with anyio.move_on_after(self.shutdown_grace):
+                    await self.process.wait()
+                tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.kill()
+            self.exited.set()
+            self._fail_all(f"MCP server exited (code {self.returncode})")
+            log.info(json.dumps({"event": "child_exited", "child": self.label, "code": self.returncode}))
+
+    async def _read_stdout(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        buffer = bytearray()
+        try:
+            async for chunk in self.process.stdout:
+                scan_from = len(buffer)  # earlier bytes hold no newline: do not rescan a growing large line
+                buffer += chunk
+                start = 0
+                while (end := buffer.find(b"\n", max(start, scan_from))) != -1:
+                    line = bytes(buffer[start:end])
+                    start = end + 1
+                    if line.strip():
+                        await self._on_line(line)
+                del buffer[:start]
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            pass
+        if buffer.strip():
+            await self._on_line(bytes(buffer))
+
+    async def _on_line(self, line: bytes) -> None:
+        try:
+            message = json.loads(line)
+        except ValueError:
+            self.non_json_lines += 1
+            text = line[:_LOG_LINE_MAX].decode("utf-8", "replace")
+            log.warning(json.dumps({"event": "child_stdout_not_json", "child": self.label, "line": text}))
+            return
+        for item in message if isinstance(message, list) else [message]:
+            if isinstance(item, dict):
+                await self._on_message(item)
+
+    async def _on_message(self, message: JSON) -> None:
+        self.last_answer_at = time.monotonic()
+        if "method" not in message and "id" in message:
+            waiter = self.pending.pop(message["id"], None) if isinstance(message["id"], int) else None
+            if waiter is not None:
+                self._forget_token(message["id"])
+                waiter.response = message
+                waiter.done.set()
+                return
+        elif message.get("method") == "notifications/progress":
+            params = message.get("params") or {}
+            owner = self.by_token.get(str(params.get("progressToken")))
+            waiter = self.pending.get(owner) if owner is not None else None
+            if waiter is not None and waiter.notify is not None:
+                relayed = {**message, "params": {**params, "progressToken": waiter.client_progress_token}}
+                await waiter.notify(relayed)
+                return
+        await self.on_unrouted(self, message)
+
+    async def _drain_stderr(self) -> None:
+        """Read stderr for as long as the child lives; log it, rate-limited so a flood cannot swamp the log."""
+        assert self.process is not None and self.process.stderr is not None
+        window_start, in_window, dropped = time.monotonic(), 0, 0
+        buffer = bytearray()
+        try:
+            async for chunk in self.process.stderr:
+                buffer += chunk
+                *lines, rest = bytes(buffer).split(b"\n")
+                buffer = bytearray(rest[-_LOG_LINE_MAX:])
+                for line in lines:
+                    self.stderr_lines += 1
+                    now = time.monotonic()
+                    if now - window_start >= 1.0:
+                        if dropped:
+                            log.warning(
+                                json.dumps({"event": "child_stderr_dropped", "child": self.label, "lines": dropped})
+                            )
+                        window_start, in_window, dropped = now, 0, 0
+                    if in_window >= _STDERR_LINES_PER_SECOND:
+                        dropped += 1
+                        continue
+                    in_window += 1
+                    text = line[:_LOG_LINE_MAX].decode("utf-8", "replace").rstrip()
+                    log.info(json.dumps({"event": "child_stderr", "child": self.label, "line": text}))
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            pass
+
+    async def send(self, message: JSON) -> None:
+        """Write one message as one line. Raises ChildGone if the child is not there to read it."""
+        if not self.alive:
+            raise ChildGone(f"MCP server is not running (code {self.returncode})")
+        assert self.process is not None and self.process.stdin is not None
+        data = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+        try:
+            async with self._write_lock:
+                await self.process.stdin.send(data)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError) as exc:
+            raise ChildGone(f"MCP server stopped reading its input: {exc}") from exc
+
+    async def request(
+        self,
+        method: str,
+        params: JSON | None,
+        *,
+        timeout: float,
+        notify: Callable[[JSON], Awaitable[None]] | None = None,
+        log_opt_in: bool = False,
+        on_sent: Callable[[int], None] | None = None,
+    ) -> JSON:
+        """Send a request under a fresh id and return the child's response message (``result`` or ``error``).
+
+        Progress notifications for it go to ``notify`` with the caller's own token restored. On timeout
+        the child is told to cancel, and a JSON-RPC error is returned; if the child exits first, an error
+        is returned at once.
+        """
+        bridge_id = next(self._ids)
+        waiter = Pending(method=method, notify=notify, log_opt_in=log_opt_in)
+        params = dict(params) if params is not None else None
+        meta = params.get("_meta") if params is not None else None
+        if isinstance(meta, dict) and "progressToken" in meta:
+            waiter.client_progress_token = meta["progressToken"]
+            token = f"mcp-proxy-{bridge_id}"
+            params["_meta"] = {**meta, "progressToken": token}  # type: ignore[index]
+            self.by_token[token] = bridge_id
+        self.pending[bridge_id] = waiter
+        message: JSON = {"jsonrpc": "2.0", "id": bridge_id, "method": method}
+        if params is not None:
+            message["params"] = params
+        sent = False
+        try:
+            with anyio.move_on_after(timeout) as scope:
+                await self.send(message)
+                sent = True
+                if on_sent is not None:
+                    on_sent(bridge_id)
+                await waiter.done.wait()
+            if scope.cancelled_caught:
+                await self.cancel(bridge_id, "request timed out in the bridge")
+                return _error(bridge_id, REQUEST_TIMEOUT, f"MCP server did not answer {method} within {timeout:g}s")
+        except ChildGone as exc:
+            return _error(bridge_id, CHILD_EXITED, str(exc))
+        except anyio.get_cancelled_exc_class():
+            if sent and not waiter.done.is_set():
+                with anyio.CancelScope(shield=True):
+                    await self.cancel(bridge_id, "the HTTP client went away")
+            raise
+        finally:
+            if self.pending.pop(bridge_id, None) is not None:
+                self._forget_token(bridge_id)
+        assert waiter.response is not None
+        return waiter.response
+
+    async def cancel(self, bridge_id: int, reason: str) -> None:
+        """Tell the child to stop working on a request; whoever waits for it gets an error at once."""
+        waiter = self.pending.pop(bridge_id, None)
+        if waiter is not None:
+            self._forget_token(bridge_id)
+            waiter.response = _error(bridge_id, REQUEST_CANCELLED, f"request cancelled: {reason}")
+            waiter.done.set()
+        try:
+            with anyio.move_on_after(1.0):
+                await self.send(
+                    {
+                        "jsonrpc": "2.0",
+                        "method": "notifications/cancelled",
+                        "params": {"requestId": bridge_id, "reason": reason},
+                    }
+                )
+        except ChildGone:
+            pass
+
+    def _forget_token(self, bridge_id: int) -> None:
+        self.by_token.pop(f"mcp-proxy-{bridge_id}", None)
+
+    def _fail_all(self, why: str) -> None:
+        for bridge_id, waiter in list(self.pending.items()):
+            waiter.response = _error(bridge_id, CHILD_EXITED, why)
+            waiter.done.set()
+        self.pending.clear()
+        self.by_token.clear()
+
+    async def kill(self) -> None:
+        """SIGTERM the child's process group, then SIGKILL it after the grace period."""
+        process = self.process
+        if process is None:
+            return
+        if process.returncode is None:
+            _signal_group(process.pid, signal.SIGTERM)
+            with anyio.move_on_after(self.shutdown_grace):
+                await process.wait()
+        # Signal the group again even if the leader is gone: wrappers (npx, sh) may leave grandchildren.
+        _signal_group(process.pid, signal.SIGKILL)
+        if process.returncode is None:
+            with anyio.move_on_after(self.shutdown_grace):
+                await process.wait()
+        self.returncode = process.returncode
+        for stream in (process.stdin, process.stdout, process.stderr):
+            if stream is not None:
+                with anyio.CancelScope(shield=True):
+                    try:
+                        await stream.aclose()
+                    except Exception:  # noqa: BLE001 - closing a dead pipe may fail any way it likes
+                        log.debug("closing a pipe of %s failed", self.label)
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _error(request_id: Any, code: int, message: str) -> JSON:
+    return {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
+
+
+def _child_environment() -> dict[str, str]:
+    # The bridge's own settings (and nothing that looks like a credential the gateway handles) stay out.
+    return {k: v for k, v in os.environ.items() if not k.startswith("MCP_PROXY_")}

@@ -1,0 +1,84 @@
+"""``mcp-proxy``: parse options, set up JSON logging, serve with uvicorn on loopback or a unix socket."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+
+import uvicorn
+from sse_starlette import EventSourceResponse
+
+from .app import create_app
+from .config import Settings, parse_settings
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; messages that already are JSON objects are merged in."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+        }
+        message = record.getMessage()
+        parsed = None
+        if message.startswith("{"):
+            try:
+                parsed = json.loads(message)
+            except ValueError:
+                parsed = None
+        if isinstance(parsed, dict):
+            entry.update(parsed)
+        else:
+            entry["msg"] = message
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # The SDK logs every session event at info; keep it to warnings unless debugging.
+    if level.lower() != "debug":
+        logging.getLogger("mcp").setLevel(logging.WARNING)
+        logging.getLogger("sse_starlette").setLevel(logging.WARNING)
+
+
+def build_server(settings: Settings) -> uvicorn.Server:
+    # sse-starlette reads its keep-alive period from this class attribute; the SDK's legacy transport
+    # builds its EventSourceResponse without a ping argument, so this is the one place to set it.
+    EventSourceResponse.DEFAULT_PING_INTERVAL = settings.sse_keepalive  # type: ignore[assignment]
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        uds=settings.uds,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=max(1, int(settings.shutdown_grace)),
+        h11_max_incomplete_event_size=None,
+    )
+    return uvicorn.Server(config)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    settings = parse_settings(argv)
+    configure_logging(settings.log_level)
+    where = settings.uds or f"{settings.host}:{settings.port}"
+    logging.getLogger("mcp_gateway_proxy").info(
+        json.dumps({"event": "starting", "listen": where, "command": settings.command, "pool_size": settings.pool_size})
+    )
+    build_server(settings).run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""Command line and environment: every option has a flag and an ``MCP_PROXY_<OPTION>`` variable."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+ENV_PREFIX = "MCP_PROXY_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    command: list[str]
+    host: str = "127.0.0.1"
+    port: int = 8080
+    uds: str | None = None
+    allowed_origins: tuple[str, ...] = ()
+    max_sessions: int = 100
+    pool_size: int = 2
+    session_idle_timeout: float = 1800.0
+    request_timeout: float = 120.0
+    max_body_bytes: int = 8 * 1024 * 1024
+    user_header: str = "X-Auth-User"
+    max_inflight: int = 1024
+    sse_keepalive: float = 15.0
+    cache_ttl_ms: int = 0
+    cache_scope: str = "private"
+    child_cwd: str | None = None
+    log_level: str = "info"
+    shutdown_grace: float = 3.0
+
+
+# (name, type, default, help). The flag is --name-with-dashes, the variable MCP_PROXY_NAME_IN_CAPS.
+_OPTIONS: list[tuple[str, type, object, str]] = [
+    ("host", str, "127.0.0.1", "Loopback address to listen on (127.0.0.0/8, ::1 or localhost); any other is refused."),
+    ("port", int, 8080, "TCP port to listen on."),
+    ("uds", str, None, "Listen on this unix socket path instead of a TCP port."),
+    (
+        "allowed_origins",
+        str,
+        "",
+        "Comma-separated Origin values allowed on /mcp besides loopback origins (http://localhost:*, "
+        "http://127.0.0.1:*, http://[::1]:*). A request with any other Origin gets 403. '*' allows all.",
+    ),
+    ("max_sessions", int, 100, "Most handshake-era sessions open at once (each has its own child); beyond: 503."),
+    ("pool_size", int, 2, "Children shared by 2026-07-28 (stateless) requests."),
+    ("session_idle_timeout", float, 1800.0, "Seconds without a request (or open GET stream) before a session ends."),
+    ("request_timeout", float, 120.0, "Seconds a request may wait for the child's answer before a timeout error."),
+    ("max_body_bytes", int, 8 * 1024 * 1024, "Largest request body accepted; beyond: 413."),
+    ("user_header", str, "X-Auth-User", "Header carrying the authenticated user (set by Traefik ForwardAuth)."),
+    ("max_inflight", int, 1024, "Most 2026-07-28 requests in flight at once; beyond: 503 with Retry-After."),
+    ("sse_keepalive", float, 15.0, "Seconds between SSE keep-alive comments."),
+    ("cache_ttl_ms", int, 0, "ttlMs put on 2026-07-28 list and resources/read results the child does not mark."),
+    ("cache_scope", str, "private", "cacheScope ('private' or 'public') put on those results."),
+    ("child_cwd", str, None, "Working directory of the children (default: the bridge's)."),
+    ("log_level", str, "info", "Log level: debug, info, warning, error."),
+    ("shutdown_grace", float, 3.0, "Seconds a child gets after SIGTERM before SIGKILL."),
+]
+
+
+def _env_name(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mcp-proxy",
+        usage="mcp-proxy [--host 127.0.0.1] --port PORT [options] -- COMMAND [ARGS...]",
+        description=(
+            "Serve one stdio MCP server over Streamable HTTP at /mcp for clients of protocol revisions "
+            "2025-03-26 to 2026-07-28, with /health and /metrics. Every option may also be given as an "
+            f"environment variable {ENV_PREFIX}<OPTION> (for example {ENV_PREFIX}PORT); the command may come "
+            f"from {ENV_PREFIX}COMMAND, a shell-words string split with shlex (never run by a shell)."
+        ),
+    )
+    for name, kind, default, help_text in _OPTIONS:
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            type=kind,
+            default=None,
+            help=f"{help_text} [env {_env_name(name)}; default {default!r}]",
+        )
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="The stdio MCP server to run, after '--'.")
+    return parser
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Flags win over environment variables, which win over defaults. Exits with a message on bad input."""
+    environ = os.environ if environ is None else environ
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    values: dict[str, object] = {}
+    for name, kind, default, _ in _OPTIONS:
+        value = getattr(args, name)
+        if value is None and _env_name(name) in environ:
+            raw = environ[_env_name(name)]
+            try:
+                value = kind(raw)
+            except ValueError:
+                parser.error(f"{_env_name(name)}={raw!r} is not a valid {kind.__name__}")
+        values[name] = default if value is None else value
+
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command and environ.get(ENV_PREFIX + "COMMAND"):
+        command = shlex.split(environ[ENV_PREFIX + "COMMAND"])
+    if not command:
+        parser.error(f"no MCP server command given (put it after '--' or in {ENV_PREFIX}COMMAND)")
+
+    host = str(values["host"])
+    if values["uds"] is None and not _is_loopback(host):
+        parser.error(
+            f"--host {host!r} is not a loopback address: the bridge trusts identity headers, so it serves "
+            "only on loopback (127.0.0.0/8, ::1, localhost) or a unix socket (--uds)"
+        )
+    port = int(values["port"])  # type: ignore[call-overload]
+    if not 0 <= port <= 65535:
+        parser.error(f"--port {port} is out of range")
+    for positive in ("max_sessions", "pool_size", "max_body_bytes", "max_inflight"):
+        if int(values[positive]) <= 0:  # type: ignore[call-overload]
+            parser.error(f"--{positive.replace('_', '-')} must be positive")
+    for positive in ("session_idle_timeout", "request_timeout", "sse_keepalive", "shutdown_grace"):
+        if float(values[positive]) <= 0:  # type: ignore[arg-type]
+            parser.error(f"--{positive.replace('_', '-')} must be positive")
+    if values["cache_scope"] not in ("private", "public"):
+        parser.error("--cache-scope must be 'private' or 'public'")
+    origins = tuple(o.strip() for o in str(values["allowed_origins"]).split(",") if o.strip())
+    return Settings(
+        command=command,
+        host=host,
+        port=port,
+        uds=values["uds"],  # type: ignore[arg-type]
+        allowed_origins=origins,
+        max_sessions=int(values["max_sessions"]),  # type: ignore[call-overload]
+        pool_size=int(values["pool_size"]),  # type: ignore[call-overload]
+        session_idle_timeout=float(values["session_idle_timeout"]),  # type: ignore[arg-type]
+        request_timeout=float(values["request_timeout"]),  # type: ignore[arg-type]
+        max_body_bytes=int(values["max_body_bytes"]),  # type: ignore[call-overload]
+        user_header=str(values["user_header"]),
+        max_inflight=int(values["max_inflight"]),  # type: ignore[call-overload]
+        sse_keepalive=float(values["sse_keepalive"]),  # type: ignore[arg-type]
+        cache_ttl_ms=int(values["cache_ttl_ms"]),  # type: ignore[call-overload]
+        cache_scope=str(values["cache_scope"]),
+        child_cwd=values["child_cwd"],  # type: ignore[arg-type]
+        log_level=str(values["log_level"]),
+        shutdown_grace=float(values["shutdown_grace"]),  # type: ignore[arg-type]
+    )

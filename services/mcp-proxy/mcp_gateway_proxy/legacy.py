@@ -1,0 +1,284 @@
+"""Handshake-era sessions (2024-11-05 .. 2025-11-25): one child per session, relayed through the SDK transport.
+
+The SDK's ``StreamableHTTPServerTransport`` does the HTTP side of a session: the ``Mcp-Session-Id``
+checks, POST answered over SSE, the GET stream, DELETE, 202 for notifications and responses, event ids
+and ``Last-Event-ID`` replay, idle expiry. The SDK's session *manager* drives an in-process ``Server``,
+which a bridge does not have, so this module is the small replacement: it owns a registry of sessions
+bound to users, and pumps each transport's messages to and from a child process.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import secrets
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import anyio.abc
+from mcp.server.streamable_http import EventCallback, EventMessage, EventStore, StreamableHTTPServerTransport
+from mcp.shared.message import ServerMessageMetadata, SessionMessage
+from mcp_types import JSONRPCMessage, JSONRPCNotification, JSONRPCRequest, jsonrpc_message_adapter
+
+from .child import CHILD_EXITED, REQUEST_TIMEOUT, Child, _error
+from .config import Settings
+from .metrics import Metrics
+
+log = logging.getLogger("mcp_gateway_proxy.legacy")
+
+JSON = dict[str, Any]
+
+# Messages a child sends outside any request that still belong with the request being served, when only
+# one is: log lines and progress emitted while a tool runs, and the server's own requests for it.
+_REQUEST_SCOPED = ("notifications/message", "notifications/progress")
+
+
+class BoundedEventStore(EventStore):
+    """Per-session in-memory event log for SSE resumability (``Last-Event-ID``), capped in length."""
+
+    def __init__(self, max_events: int = 1000) -> None:
+        self._events: deque[tuple[int, str, JSONRPCMessage | None]] = deque(maxlen=max_events)
+        self._counter = itertools.count(1)
+
+    async def store_event(self, stream_id: str, message: JSONRPCMessage | None) -> str:
+        number = next(self._counter)
+        self._events.append((number, stream_id, message))
+        return str(number)
+
+    async def replay_events_after(self, last_event_id: str, send_callback: EventCallback) -> str | None:
+        try:
+            last = int(last_event_id)
+        except ValueError:
+            return None
+        stream_id = next((sid for number, sid, _ in self._events if number == last), None)
+        if stream_id is None:
+            return None
+        for number, sid, message in list(self._events):
+            if number > last and sid == stream_id and message is not None:
+                await send_callback(EventMessage(message, str(number)))
+        return stream_id
+
+
+class LegacySession:
+    """One ``Mcp-Session-Id``: its SDK transport, its owner, and the child that serves it."""
+
+    def __init__(self, user: str, settings: Settings, metrics: Metrics, on_closed: Callable[[str], None]) -> None:
+        self.session_id = secrets.token_urlsafe(32)  # 256 random bits, visible ASCII
+        self.user = user
+        self.settings = settings
+        self.metrics = metrics
+        self.on_closed = on_closed
+        self.transport = StreamableHTTPServerTransport(
+            mcp_session_id=self.session_id,
+            is_json_response_enabled=False,
+            event_store=BoundedEventStore(),
+            security_settings=None,  # Origin is checked by the app for every era; Host is Traefik's
+            retry_interval=1000,
+            idle_timeout=settings.session_idle_timeout,
+        )
+        self.child: Child | None = None
+        self.child_ready = anyio.Event()
+        self.closing = False
+        self.init_params: JSON | None = None
+        self.initialized_ok = False
+        self.initialized_params: JSON | None = None
+        self.in_flight: dict[Any, tuple[Child, int | None]] = {}
+        self._write: Any = None
+        self._restarts = 0
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        self.metrics.sessions_opened += 1
+        try:
+            async with self.transport.connect() as (read_stream, write_stream):
+                self._write = write_stream
+                task_status.started()
+                idle_scope = self.transport.idle_scope or anyio.CancelScope()
+                with idle_scope:
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(self._supervise_child, tg)
+                        try:
+                            async for item in read_stream:
+                                if isinstance(item, Exception):
+                                    continue
+                                await self._from_client(item.message, tg)
+                        except (anyio.ClosedResourceError, anyio.EndOfStream):
+                            pass  # DELETE or shutdown closed the transport
+                        tg.cancel_scope.cancel()
+                if idle_scope.cancelled_caught:
+                    log.info(json.dumps({"event": "session_idle_timeout", "session": self.session_id[:8]}))
+        except Exception:
+            # One session's failure must never take the server (whose task group runs it) down with it.
+            log.exception("session %s failed", self.session_id[:8])
+        finally:
+            self.closing = True
+            self.on_closed(self.session_id)
+            with anyio.CancelScope(shield=True):
+                if not self.transport.is_terminated:
+                    await self.transport.terminate()
+                if self.child is not None:
+                    await self.child.kill()
+
+    async def _supervise_child(self, tg: anyio.abc.TaskGroup) -> None:
+        """Keep one child running for the session; after a crash, start another and replay the handshake."""
+        backoff = 0.2
+        while not self.closing:
+            child = Child(
+                self.settings.command,
+                label=f"session-{self.session_id[:8]}",
+                on_unrouted=self._from_child_unrouted,
+                cwd=self.settings.child_cwd,
+                shutdown_grace=self.settings.shutdown_grace,
+            )
+            self.child = child
+            await tg.start(child.run)
+            self.metrics.children_started += 1
+            if child.alive and self.init_params is not None:
+                await self._replay_handshake(child)
+            if child.alive:
+                self.child_ready.set()
+            await child.exited.wait()
+            self.child_ready = anyio.Event()
+            if self.closing:
+                return
+            self.metrics.child_restarts += 1
+            self._restarts += 1
+            await anyio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    async def _replay_handshake(self, child: Child) -> None:
+        """A replacement child gets the client's own initialize, so the session goes on as before."""
+        response = await child.request("initialize", self.init_params, timeout=self.settings.request_timeout)
+        if "result" in response and self.initialized_params is not None:
+            message: JSON = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+            if self.initialized_params:
+                message["params"] = self.initialized_params
+            await child.send(message)
+
+    async def _from_client(self, message: JSONRPCMessage, tg: anyio.abc.TaskGroup) -> None:
+        raw = message.model_dump(by_alias=True, mode="json", exclude_unset=True)
+        if isinstance(message, JSONRPCRequest):
+            tg.start_soon(self._relay_request, raw)
+            return
+        child = await self._ready_child()
+        if child is None:
+            return
+        if isinstance(message, JSONRPCNotification):
+            if message.method == "notifications/initialized":
+                self.initialized_params = raw.get("params") or {}
+            if message.method == "notifications/cancelled":
+                request_id = (raw.get("params") or {}).get("requestId")
+                target = self.in_flight.get(request_id)
+                if target is not None and target[1] is not None:
+                    await target[0].cancel(target[1], "cancelled by the client")
+                return
+        try:
+            await child.send(raw)  # notifications, and the client's answers to the child's own requests
+        except Exception:  # noqa: BLE001 - a dead child is the supervisor's business
+            log.debug("dropped a client message: the child is gone")
+
+    async def _ready_child(self) -> Child | None:
+        with anyio.move_on_after(self.settings.request_timeout):
+            await self.child_ready.wait()
+            return self.child
+        return None
+
+    async def _relay_request(self, raw: JSON) -> None:
+        client_id = raw["id"]
+        method = raw["method"]
+        params = raw.get("params")
+        if method == "initialize":
+            self.init_params = params
+        child = await self._ready_child()
+        if child is None:
+            response = _error(client_id, CHILD_EXITED, "MCP server is not running")
+        else:
+            self.in_flight[client_id] = (child, None)
+
+            async def notify(notification: JSON) -> None:
+                await self._to_client(notification, related=client_id)
+
+            def remember(bridge_id: int) -> None:
+                self.in_flight[client_id] = (child, bridge_id)
+
+            try:
+                response = await child.request(
+                    method, params, timeout=self.settings.request_timeout, notify=notify, on_sent=remember
+                )
+            finally:
+                self.in_flight.pop(client_id, None)
+            if response.get("error", {}).get("code") == REQUEST_TIMEOUT:
+                self.metrics.timeouts += 1
+                await _restart_if_unresponsive(child)
+        if method == "initialize" and "result" in response:
+            self.initialized_ok = True
+        response = {**response, "id": client_id}
+        await self._to_client(response)
+
+    async def _from_child_unrouted(self, child: Child, message: JSON) -> None:
+        if child is not self.child:
+            return
+        if "method" not in message:
+            return  # an answer to a request nobody waits for any more
+        related = None
+        if ("id" in message or message["method"] in _REQUEST_SCOPED) and len(self.in_flight) == 1:
+            related = next(iter(self.in_flight))
+        await self._to_client(message, related=related)
+
+    async def _to_client(self, raw: JSON, related: Any = None) -> None:
+        try:
+            message = jsonrpc_message_adapter.validate_python(raw, by_name=False)
+        except ValueError:
+            log.warning(json.dumps({"event": "child_message_invalid", "session": self.session_id[:8]}))
+            return
+        metadata = ServerMessageMetadata(related_request_id=related) if related is not None else None
+        try:
+            await self._write.send(SessionMessage(message, metadata=metadata))
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            log.debug("session %s closed before a message could be delivered", self.session_id[:8])
+
+
+async def _restart_if_unresponsive(child: Child) -> None:
+    """A request timed out: if the child does not even answer a ping, it hangs; kill it to get a new one."""
+    response = await child.request("ping", None, timeout=5.0)
+    if "error" in response and response["error"].get("code") in (REQUEST_TIMEOUT, CHILD_EXITED):
+        log.warning(json.dumps({"event": "child_hung", "child": child.label}))
+        await child.kill()
+
+
+class SessionRegistry:
+    """Open sessions by id, each bound to the user that opened it, capped in number."""
+
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.sessions: dict[str, LegacySession] = {}
+
+    def __len__(self) -> int:
+        return len(self.sessions)
+
+    def find(self, session_id: str, user: str) -> LegacySession | None:
+        """The session, or None when unknown, ended, or opened by someone else (all answer alike: 404)."""
+        session = self.sessions.get(session_id)
+        if session is None or not secrets.compare_digest(session.user.encode(), user.encode()):
+            return None
+        return session
+
+    async def open(self, user: str, tg: anyio.abc.TaskGroup) -> LegacySession | None:
+        if len(self.sessions) >= self.settings.max_sessions:
+            return None
+        session = LegacySession(user, self.settings, self.metrics, self._closed)
+        self.sessions[session.session_id] = session
+        await tg.start(session.run)
+        return session
+
+    def _closed(self, session_id: str) -> None:
+        self.sessions.pop(session_id, None)
+
+    async def discard(self, session: LegacySession) -> None:
+        self.sessions.pop(session.session_id, None)
+        session.closing = True
+        if not session.transport.is_terminated:
+            await session.transport.terminate()

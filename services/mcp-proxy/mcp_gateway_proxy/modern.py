@@ -1,0 +1,442 @@
+"""2026-07-28 (stateless) requests: validated with the SDK's inbound ladder, served by a shared child pool.
+
+The SDK's own 2026 entry (``mcp.server._streamable_http_modern``) dispatches to an in-process ``Server``;
+the bridge instead relays the request to a child. It reuses the SDK's validation (``classify_inbound_request``,
+duplicated routing headers, the error-code to HTTP-status table, Accept parsing) and writes only the relay.
+
+Children are probed once with ``server/discover``. A child that answers with a 2026 version gets requests
+passed through (only the id and progress token are rewritten, so many clients can share it). A child that
+only speaks the handshake era is initialized by the bridge, and each 2026 request is translated: the
+per-request envelope is stripped, the result gets ``resultType`` and the cache hints, and ``server/discover``
+is answered from the child's ``initialize`` result.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import anyio
+import anyio.abc
+from mcp.server.streamable_http import check_accept_headers
+from mcp.shared.inbound import (
+    ERROR_CODE_HTTP_STATUS,
+    MCP_PROTOCOL_VERSION_HEADER,
+    InboundLadderRejection,
+    classify_inbound_request,
+    find_duplicated_routing_header,
+    unsupported_protocol_version_rejection,
+)
+from mcp_types import (
+    HEADER_MISMATCH,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    PARSE_ERROR,
+    SERVER_INFO_META_KEY,
+)
+from mcp_types.version import LATEST_HANDSHAKE_VERSION, LATEST_MODERN_VERSION, MODERN_PROTOCOL_VERSIONS
+from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.types import Receive, Scope, Send
+
+from . import __version__
+from .child import CHILD_EXITED, REQUEST_TIMEOUT, Child, _error
+from .config import Settings
+from .metrics import Metrics
+
+log = logging.getLogger("mcp_gateway_proxy.modern")
+
+JSON = dict[str, Any]
+ENVELOPE_PREFIX = "io.modelcontextprotocol/"
+LOG_LEVEL_META_KEY = "io.modelcontextprotocol/logLevel"
+CACHEABLE_METHODS = frozenset(
+    {"tools/list", "prompts/list", "resources/list", "resources/templates/list", "resources/read"}
+)
+# Handshake-era methods removed at 2026-07-28, and the long-lived listen stream the bridge does not carry.
+NOT_OFFERED = frozenset({"subscriptions/listen", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"})
+BRIDGE_CLIENT_INFO = {"name": "mcp-gateway-proxy", "version": __version__}
+
+
+class ChildPool:
+    """A few children shared by all 2026-07-28 requests, kept at ``pool_size`` by restarting the dead."""
+
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.children: list[Child] = []
+        self.ready: list[Child] = []
+        self.ready_changed = anyio.Event()
+        self.passthrough: bool | None = None  # True: the child speaks 2026-07-28 itself
+        self.discover_result: JSON | None = None
+        self.initialize_result: JSON | None = None
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with anyio.create_task_group() as tg:
+            for slot in range(self.settings.pool_size):
+                tg.start_soon(self._keep_slot, slot, tg)
+            task_status.started()
+
+    async def _keep_slot(self, slot: int, tg: anyio.abc.TaskGroup) -> None:
+        backoff = 0.2
+        first = True
+        while True:
+            child = Child(
+                self.settings.command,
+                label=f"pool-{slot}",
+                on_unrouted=self._from_child_unrouted,
+                cwd=self.settings.child_cwd,
+                shutdown_grace=self.settings.shutdown_grace,
+            )
+            self.children.append(child)
+            await tg.start(child.run)
+            self.metrics.children_started += 1
+            if not first:
+                self.metrics.child_restarts += 1
+            first = False
+            try:
+                if child.alive and await self._prepare(child):
+                    backoff = 0.2
+                    self.ready.append(child)
+                    self._notify_ready()
+                elif child.alive:
+                    await child.kill()
+                await child.exited.wait()
+            finally:
+                if child in self.ready:
+                    self.ready.remove(child)
+                self.children.remove(child)
+            await anyio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    def _notify_ready(self) -> None:
+        self.ready_changed.set()
+        self.ready_changed = anyio.Event()
+
+    async def _prepare(self, child: Child) -> bool:
+        """Probe with ``server/discover`` and fall back to ``initialize`` (PROTOCOL.md §4)."""
+        timeout = min(self.settings.request_timeout, 60.0)
+        if self.passthrough is not False:
+            meta = {
+                "io.modelcontextprotocol/protocolVersion": LATEST_MODERN_VERSION,
+                "io.modelcontextprotocol/clientCapabilities": {},
+                "io.modelcontextprotocol/clientInfo": BRIDGE_CLIENT_INFO,
+            }
+            response = await child.request("server/discover", {"_meta": meta}, timeout=timeout)
+            result = response.get("result")
+            versions = result.get("supportedVersions", []) if isinstance(result, dict) else []
+            if isinstance(result, dict) and any(v in MODERN_PROTOCOL_VERSIONS for v in versions):
+                self.passthrough = True
+                self.discover_result = result
+                return True
+            if self.passthrough:
+                return False  # the other children speak 2026; this one answered nonsense
+            if not child.alive:
+                return False
+        response = await child.request(
+            "initialize",
+            {"protocolVersion": LATEST_HANDSHAKE_VERSION, "capabilities": {}, "clientInfo": BRIDGE_CLIENT_INFO},
+            timeout=timeout,
+        )
+        result = response.get("result")
+        if not isinstance(result, dict):
+            log.error(json.dumps({"event": "child_initialize_failed", "child": child.label, "response": response}))
+            return False
+        await child.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        self.passthrough = False
+        self.initialize_result = result
+        self.discover_result = self._discover_from_initialize(result)
+        return True
+
+    def _discover_from_initialize(self, init: JSON) -> JSON:
+        capabilities = dict(init.get("capabilities") or {})
+        capabilities.pop("tasks", None)  # 2025-11-25 only; an extension at 2026-07-28
+        for name in ("tools", "prompts", "resources"):
+            if isinstance(capabilities.get(name), dict):
+                # Change notifications need subscriptions/listen, which the bridge does not carry.
+                kept = {k: v for k, v in capabilities[name].items() if k not in ("listChanged", "subscribe")}
+                capabilities[name] = kept
+        result: JSON = {
+            "supportedVersions": list(MODERN_PROTOCOL_VERSIONS),
+            "capabilities": capabilities,
+            "resultType": "complete",
+            "ttlMs": self.settings.cache_ttl_ms,
+            "cacheScope": self.settings.cache_scope,
+        }
+        if init.get("instructions"):
+            result["instructions"] = init["instructions"]
+        if isinstance(init.get("serverInfo"), dict):
+            result["_meta"] = {SERVER_INFO_META_KEY: init["serverInfo"]}
+        return result
+
+    async def acquire(self, timeout: float) -> Child | None:
+        """The ready child with the fewest requests in flight, waiting (bounded) while none is ready."""
+        with anyio.move_on_after(timeout):
+            while True:
+                alive = [c for c in self.ready if c.alive]
+                if alive:
+                    return min(alive, key=lambda c: len(c.pending))
+                await self.ready_changed.wait()
+        return None
+
+    async def _from_child_unrouted(self, child: Child, message: JSON) -> None:
+        method = message.get("method")
+        if method is None:
+            return  # a late answer to a request that timed out or was cancelled
+        if "id" in message:
+            # A 2026-07-28 exchange has no back-channel for server-to-client requests, and the bridge told a
+            # handshake-era child it has no client capabilities; answer so the child is not left waiting.
+            await _safe_send(child, _error(message["id"], METHOD_NOT_FOUND, f"{method} is not available"))
+            return
+        if method in ("notifications/message", "notifications/progress"):
+            opted_in = [w for w in child.pending.values() if w.notify is not None and w.log_opt_in]
+            if method == "notifications/message" and len(child.pending) == 1 and opted_in:
+                await opted_in[0].notify(message)  # type: ignore[misc]
+
+
+async def _safe_send(child: Child, message: JSON) -> None:
+    try:
+        await child.send(message)
+    except Exception:  # noqa: BLE001 - a dead child is its slot's business
+        log.debug("could not answer %s", child.label)
+
+
+def _strip_envelope(params: Mapping[str, Any] | None) -> tuple[JSON | None, bool]:
+    """Drop the 2026 per-request envelope for a handshake-era child; report whether logging was opted in."""
+    if params is None:
+        return None, False
+    params = dict(params)
+    meta = params.get("_meta")
+    opted_in = False
+    if isinstance(meta, dict):
+        opted_in = LOG_LEVEL_META_KEY in meta
+        kept = {k: v for k, v in meta.items() if not k.startswith(ENVELOPE_PREFIX)}
+        if kept:
+            params["_meta"] = kept
+        else:
+            del params["_meta"]
+    return params, opted_in
+
+
+class ModernHandler:
+    def __init__(self, settings: Settings, metrics: Metrics, pool: ChildPool) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.pool = pool
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, body: bytes, info: dict[str, Any]) -> None:
+        request = Request(scope, receive)
+        if request.method != "POST":
+            await _respond(send, 405, b"", headers=[(b"allow", b"POST")])
+            return
+        if not request.headers.get("content-type", "").lower().startswith("application/json"):
+            await _respond_rpc(send, 415, _error(None, INVALID_REQUEST, "Content-Type must be application/json"))
+            return
+        has_json, has_sse = check_accept_headers(request)
+        if not has_json:
+            await _respond_rpc(send, 406, _error(None, INVALID_REQUEST, "Accept must include application/json"))
+            return
+        try:
+            decoded = json.loads(body)
+        except (ValueError, RecursionError):
+            await self._reply(send, info, _error(None, PARSE_ERROR, "Parse error"))
+            return
+        if isinstance(decoded, dict) and "id" not in decoded and isinstance(decoded.get("method"), str):
+            # Notifications have nothing to act on at 2026-07-28 (cancelling is closing the stream): 202.
+            requested = request.headers.get(MCP_PROTOCOL_VERSION_HEADER, "")
+            rejection = unsupported_protocol_version_rejection(requested)
+            if rejection is not None:
+                await self._reject(send, info, rejection, None)
+                return
+            await _respond(send, 202, b"")
+            return
+        if not (
+            isinstance(decoded, dict)
+            and decoded.get("jsonrpc") == "2.0"
+            and isinstance(decoded.get("method"), str)
+            and isinstance(decoded.get("id"), str | int)
+            and not isinstance(decoded.get("id"), bool)
+            and isinstance(decoded.get("params", {}), dict)
+        ):
+            message = "Body must be a single JSON-RPC request or notification object (batches are not accepted)"
+            await self._reply(send, info, _error(None, INVALID_REQUEST, message))
+            return
+        request_id, method = decoded["id"], decoded["method"]
+        info["rpc_method"] = method
+        duplicated = find_duplicated_routing_header(request.headers.items())
+        if duplicated is not None:
+            rejection = InboundLadderRejection(HEADER_MISMATCH, f"{duplicated} header appears more than once")
+            await self._reject(send, info, rejection, request_id)
+            return
+        verdict = classify_inbound_request(decoded, headers=dict(request.headers))
+        if isinstance(verdict, InboundLadderRejection):
+            await self._reject(send, info, verdict, request_id)
+            return
+        if method in NOT_OFFERED or method == "initialize":
+            await self._reply(send, info, _error(request_id, METHOD_NOT_FOUND, f"Method not found: {method}"))
+            return
+        if self.in_flight >= self.settings.max_inflight:
+            await _respond_rpc(
+                send, 503, _error(request_id, CHILD_EXITED, "Too many requests in flight"), retry_after=1
+            )
+            return
+        self.in_flight += 1
+        try:
+            await self._serve(scope, receive, send, info, request_id, method, decoded.get("params"), has_sse)
+        finally:
+            self.in_flight -= 1
+
+    async def _serve(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        info: dict[str, Any],
+        request_id: Any,
+        method: str,
+        params: JSON | None,
+        has_sse: bool,
+    ) -> None:
+        if method == "server/discover" and self.pool.passthrough is False and self.pool.discover_result is not None:
+            await self._reply(send, info, {"jsonrpc": "2.0", "id": request_id, "result": self.pool.discover_result})
+            return
+        child = await self.pool.acquire(self.settings.request_timeout)
+        if child is None:
+            await _respond_rpc(
+                send, 503, _error(request_id, CHILD_EXITED, "No MCP server process is available"), retry_after=2
+            )
+            return
+        log_opt_in = isinstance(params, dict) and LOG_LEVEL_META_KEY in (params.get("_meta") or {})
+        if not self.pool.passthrough:
+            params, _ = _strip_envelope(params)
+
+        events_send, events_receive = anyio.create_memory_object_stream[JSON](64)
+        outcome: list[JSON] = []
+
+        async def notify(notification: JSON) -> None:
+            try:
+                await events_send.send(notification)
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                pass
+
+        async def run_request() -> None:
+            async with events_send:
+                outcome.append(
+                    await child.request(
+                        method,
+                        params,
+                        timeout=self.settings.request_timeout,
+                        notify=notify if has_sse else None,
+                        log_opt_in=log_opt_in and has_sse,
+                    )
+                )
+
+        async def watch_disconnect(cancel_scope: anyio.CancelScope) -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            cancel_scope.cancel()
+
+        async with events_receive, anyio.create_task_group() as tg:
+            tg.start_soon(watch_disconnect, tg.cancel_scope)
+            tg.start_soon(run_request)
+            # Answer with JSON when the result comes before any notification; commit to SSE otherwise, or
+            # when the wait gets long enough that an idle proxy might cut the connection.
+            first: JSON | None = None
+            finished = False
+            with anyio.move_on_after(self.settings.sse_keepalive if has_sse else float("inf")):
+                try:
+                    first = await events_receive.receive()
+                except anyio.EndOfStream:
+                    finished = True
+            if finished:
+                await self._reply(send, info, self._finish(outcome[0], request_id, method))
+            else:
+                info["sse"] = True
+                await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+                while not finished:
+                    chunk = _sse_event(first) if first is not None else b": keep-alive\n\n"
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    first = None
+                    with anyio.move_on_after(self.settings.sse_keepalive):
+                        try:
+                            first = await events_receive.receive()
+                        except anyio.EndOfStream:
+                            finished = True
+                final = self._finish(outcome[0], request_id, method)
+                self._count(info, final)
+                info["status"] = 200
+                await send({"type": "http.response.body", "body": _sse_event(final), "more_body": False})
+            tg.cancel_scope.cancel()
+        # A client that closes the response stream cancels (2026-07-28): the cancelled child.request tells
+        # the child so itself.
+
+    def _finish(self, response: JSON, request_id: Any, method: str) -> JSON:
+        response = {**response, "id": request_id}
+        error = response.get("error")
+        if isinstance(error, dict) and error.get("code") == REQUEST_TIMEOUT:
+            self.metrics.timeouts += 1
+        if not self.pool.passthrough and isinstance(response.get("result"), dict):
+            result = dict(response["result"])
+            result.setdefault("resultType", "complete")
+            if method in CACHEABLE_METHODS:
+                result.setdefault("ttlMs", self.settings.cache_ttl_ms)
+                result.setdefault("cacheScope", self.settings.cache_scope)
+            response["result"] = result
+        return response
+
+    def _count(self, info: dict[str, Any], message: JSON) -> None:
+        error = message.get("error")
+        if isinstance(error, dict):
+            info["rpc_error"] = error.get("code")
+
+    async def _reject(self, send: Send, info: dict[str, Any], rejection: InboundLadderRejection, rid: Any) -> None:
+        error: JSON = {"code": rejection.code, "message": rejection.message}
+        if rejection.data is not None:
+            error["data"] = rejection.data
+        await self._reply(send, info, {"jsonrpc": "2.0", "id": rid, "error": error})
+
+    async def _reply(self, send: Send, info: dict[str, Any], message: JSON) -> None:
+        """A JSON answer; errors get the SDK's code-to-status mapping (e.g. -32020/-32022 → 400)."""
+        status = 200
+        error = message.get("error")
+        if isinstance(error, dict):
+            status = ERROR_CODE_HTTP_STATUS.get(error.get("code"), 200)  # type: ignore[arg-type]
+        self._count(info, message)
+        info["status"] = status
+        await _respond_rpc(send, status, message)
+
+
+_SSE_HEADERS = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache, no-transform"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+def _sse_event(message: JSON) -> bytes:
+    return b"event: message\ndata: " + json.dumps(message, separators=(",", ":")).encode() + b"\n\n"
+
+
+async def _respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    headers = list(headers or [])
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _respond_rpc(send: Send, status: int, message: JSON, retry_after: int | None = None) -> None:
+    headers = [(b"content-type", b"application/json")]
+    if retry_after is not None:
+        headers.append((b"retry-after", str(retry_after).encode()))
+    body = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+    await _respond(send, status, body, headers)
+
+
+def monotonic_ms(start: float) -> float:
+    return round((time.monotonic() - start) * 1000, 2)
+
+
+__all__ = ["ChildPool", "Headers", "ModernHandler"]

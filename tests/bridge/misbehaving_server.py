@@ -1,0 +1,90 @@
+"""A tiny handshake-era stdio MCP server whose tools misbehave on purpose (crash, hang, flood, garbage).
+
+Standard library only, so it starts in milliseconds. Tools:
+  echo(text)            answers normally
+  big(mib)              answers with a text of `mib` MiB (one stdout line of that size)
+  crash()               exits with status 3 without answering
+  hang()                never answers this request (other requests still work)
+  freeze()              stops reading and answering anything at all
+  flood_stderr(lines)   writes that many lines to stderr, then answers
+  garbage()             prints non-JSON lines to stdout, then answers
+  pid()                 answers with its process id
+"""
+
+import json
+import os
+import sys
+import time
+
+TOOLS = ["echo", "big", "crash", "hang", "freeze", "flood_stderr", "garbage", "pid"]
+
+
+def send(message):
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+def text_result(request_id, text):
+    send({"jsonrpc": "2.0", "id": request_id, "result": {"content": [{"type": "text", "text": text}]}})
+
+
+def call_tool(request_id, name, args):
+    if name == "echo":
+        text_result(request_id, str(args.get("text", "")))
+    elif name == "big":
+        text_result(request_id, "x" * int(float(args.get("mib", 1)) * 1024 * 1024))
+    elif name == "crash":
+        os._exit(3)
+    elif name == "hang":
+        return
+    elif name == "freeze":
+        time.sleep(3600)
+    elif name == "flood_stderr":
+        for i in range(int(args.get("lines", 10000))):
+            sys.stderr.write(f"flood line {i} " + "y" * 100 + "\n")
+        sys.stderr.flush()
+        text_result(request_id, "flooded")
+    elif name == "garbage":
+        sys.stdout.write("this is not JSON\n{broken json\n")
+        sys.stdout.flush()
+        text_result(request_id, "after garbage")
+    elif name == "pid":
+        text_result(request_id, str(os.getpid()))
+    else:
+        send({"jsonrpc": "2.0", "id": request_id, "error": {"code": -32602, "message": f"Unknown tool: {name}"}})
+
+
+def main():
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        message = json.loads(line)
+        method, request_id = message.get("method"), message.get("id")
+        if request_id is None or method is None:
+            continue  # notifications and responses
+        if method == "initialize":
+            send(
+                {
+                    "jsonrpc": "2.0",
+                    "id": request_id,
+                    "result": {
+                        "protocolVersion": message["params"].get("protocolVersion", "2025-06-18"),
+                        "capabilities": {"tools": {}},
+                        "serverInfo": {"name": "misbehaving", "version": "1.0"},
+                    },
+                }
+            )
+        elif method == "ping":
+            send({"jsonrpc": "2.0", "id": request_id, "result": {}})
+        elif method == "tools/list":
+            tools = [{"name": n, "inputSchema": {"type": "object"}} for n in TOOLS]
+            send({"jsonrpc": "2.0", "id": request_id, "result": {"tools": tools}})
+        elif method == "tools/call":
+            params = message.get("params") or {}
+            call_tool(request_id, params.get("name"), params.get("arguments") or {})
+        else:
+            send({"jsonrpc": "2.0", "id": request_id, "error": {"code": -32601, "message": "Method not found"}})
+
+
+if __name__ == "__main__":
+    main()
