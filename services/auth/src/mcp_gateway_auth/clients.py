@@ -108,6 +108,7 @@ class RegistrationClaims(ClientMetadataClaims):
             value = self.get(key)
             if value is not None and (not isinstance(value, list) or not all(isinstance(v, str) for v in value)):
                 raise InvalidClaimError(key)
+        self.validate_application_type()
         super().validate(now, leeway)
 
     def validate_redirect_uris(self):
@@ -138,7 +139,6 @@ class RegistrationClaims(ClientMetadataClaims):
             raise InvalidClaimError("application_type")
 
     def get_registered_claims(self):
-        self.validate_application_type()
         claims = super().get_registered_claims()
         claims.setdefault("grant_types", ["authorization_code"])
         claims.setdefault("response_types", ["code"])

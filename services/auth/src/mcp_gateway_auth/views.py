@@ -252,7 +252,8 @@ def authorize():
     server = get_server()
     oauth_request = server.create_oauth2_request(None)
     for name in AUTHORIZE_PARAMS:
-        if len(request.args.getlist(name)) > 1:
+        # A repeated resource is answered as invalid_target by the grant, on the client's redirect.
+        if name != "resource" and len(request.args.getlist(name)) > 1:
             return html_error(400, "This sign-in request cannot be used", f"invalid_request: repeated {name}")
     grant, failure = _validate(server, oauth_request)
     if failure is not None:
