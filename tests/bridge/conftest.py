@@ -97,3 +97,18 @@ def loopback_site() -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(scope="session")
+def plain_bridge(tmp_path_factory: pytest.TempPathFactory, misbehaving_argv: list[str]) -> Iterator[Bridge]:
+    """A bridge in front of the small handshake-era test server, shared by the raw HTTP tests."""
+    bridge = Bridge(
+        misbehaving_argv,
+        log_dir=tmp_path_factory.mktemp("plain"),
+        options={"pool_size": 1, "max_body_bytes": 65536, "allowed_origins": "https://inspector.example"},
+        name="bridge-plain",
+    ).start()
+    try:
+        yield bridge
+    finally:
+        bridge.stop()

@@ -1,0 +1,66 @@
+"""Origin validation (DNS rebinding, cross-site browsers) and the request body limit, in both eras."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.bridge.rawhttp import ACCEPT_BOTH, initialize, legacy_headers, modern_request
+from tests.harness.bridge import Bridge
+
+INIT = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "o", "version": "1"}},
+}
+
+
+@pytest.fixture
+def http() -> httpx.Client:
+    with httpx.Client(timeout=20) as client:
+        yield client
+
+
+@pytest.mark.parametrize("origin", ["https://evil.example", "http://localhost.evil.example:3000", "null"])
+def test_a_foreign_origin_is_403_dns_rebinding(http: httpx.Client, plain_bridge: Bridge, origin: str) -> None:
+    legacy = http.post(plain_bridge.url, json=INIT, headers={"Accept": ACCEPT_BOTH, "Origin": origin})
+    assert legacy.status_code == 403
+    body, headers = modern_request("tools/list")
+    modern = http.post(plain_bridge.url, json=body, headers={**headers, "Origin": origin})
+    assert modern.status_code == 403
+
+
+def test_a_foreign_origin_cannot_use_an_open_session(http: httpx.Client, plain_bridge: Bridge) -> None:
+    session = initialize(http, plain_bridge.url)
+    call = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+    response = http.post(
+        plain_bridge.url, json=call, headers=legacy_headers(session, {"Origin": "https://evil.example"})
+    )
+    assert response.status_code == 403
+
+
+@pytest.mark.parametrize("origin", ["https://inspector.example", "http://localhost:6274", "http://127.0.0.1:8080"])
+def test_configured_and_loopback_origins_are_allowed(http: httpx.Client, plain_bridge: Bridge, origin: str) -> None:
+    body, headers = modern_request("tools/list")
+    assert http.post(plain_bridge.url, json=body, headers={**headers, "Origin": origin}).status_code == 200
+
+
+def test_a_body_over_the_limit_is_413(http: httpx.Client, plain_bridge: Bridge) -> None:
+    body, headers = modern_request("tools/call", {"name": "echo", "arguments": {"text": "x" * 70000}})
+    assert http.post(plain_bridge.url, json=body, headers=headers).status_code == 413
+    session = initialize(http, plain_bridge.url)
+    legacy = {
+        "jsonrpc": "2.0",
+        "id": 3,
+        "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"text": "x" * 70000}},
+    }
+    assert http.post(plain_bridge.url, json=legacy, headers=legacy_headers(session)).status_code == 413
+
+
+def test_a_body_under_the_limit_passes(http: httpx.Client, plain_bridge: Bridge) -> None:
+    body, headers = modern_request("tools/call", {"name": "echo", "arguments": {"text": "x" * 60000}})
+    response = http.post(plain_bridge.url, json=body, headers=headers)
+    assert response.status_code == 200
+    assert len(response.json()["result"]["content"][0]["text"]) == 60000

@@ -1,0 +1,58 @@
+"""SSE as a reverse proxy needs it: keep-alive comments while a request runs, no buffering, one event per message."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from tests.bridge.rawhttp import initialize, legacy_headers, modern_request, sse_messages
+from tests.harness.bridge import Bridge
+
+
+@pytest.fixture
+def slow_bridge(start_bridge: Callable[..., Bridge], misbehaving_argv: list[str]) -> Bridge:
+    return start_bridge(misbehaving_argv, pool_size=1, sse_keepalive=0.3, request_timeout=2)
+
+
+def _read_all(response: httpx.Response, limit_seconds: float = 15) -> str:
+    text, deadline = "", time.monotonic() + limit_seconds
+    for chunk in response.iter_text():
+        text += chunk
+        if time.monotonic() > deadline:
+            break
+    return text
+
+
+def test_modern_request_stream_sends_keepalives_then_the_error(slow_bridge: Bridge) -> None:
+    body, headers = modern_request("tools/call", {"name": "hang", "arguments": {}})
+    with httpx.Client(timeout=20) as http, http.stream("POST", slow_bridge.url, json=body, headers=headers) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.headers["x-accel-buffering"] == "no"
+        text = _read_all(response)
+    assert text.count(": keep-alive") >= 2
+    messages = sse_messages(text)
+    assert messages[-1]["id"] == 1 and messages[-1]["error"]["code"] == -32001
+
+
+def test_legacy_request_stream_sends_keepalives(slow_bridge: Bridge) -> None:
+    with httpx.Client(timeout=20) as http:
+        session = initialize(http, slow_bridge.url)
+        call = {"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "hang", "arguments": {}}}
+        with http.stream("POST", slow_bridge.url, json=call, headers=legacy_headers(session)) as response:
+            assert response.headers["x-accel-buffering"] == "no"
+            text = _read_all(response)
+    assert text.count(": ping") >= 2
+    assert sse_messages(text)[-1]["error"]["code"] == -32001
+
+
+def test_every_sse_event_is_one_complete_json_rpc_message(plain_bridge: Bridge) -> None:
+    with httpx.Client(timeout=20) as http:
+        session = initialize(http, plain_bridge.url)
+        call = {"jsonrpc": "2.0", "id": 6, "method": "tools/call", "params": {"name": "big", "arguments": {"mib": 0.5}}}
+        response = http.post(plain_bridge.url, json=call, headers=legacy_headers(session))
+    messages = sse_messages(response.text)
+    assert messages[-1]["id"] == 6
+    assert len(messages[-1]["result"]["content"][0]["text"]) == 512 * 1024
