@@ -1,0 +1,77 @@
+"""Refresh tokens rotate on every use; reuse of a rotated one revokes the whole grant."""
+
+from tests.auth.oauthflow import FETCH, TIME, refresh, register, tokens_for, verify
+
+
+def test_refresh_rotates_and_the_new_tokens_work(browser, auth_service, redis_server):
+    client = register(auth_service)
+    tokens = tokens_for(browser, client)
+    response = refresh(auth_service, client, tokens["refresh_token"], resource=TIME)
+    assert response.status_code == 200
+    new = response.json()
+    assert new["refresh_token"] != tokens["refresh_token"]
+    assert new["access_token"] != tokens["access_token"]
+    assert response.headers["cache-control"] == "no-store"
+    assert verify(auth_service, new["access_token"]).status_code == 200
+    # stored hashed
+    assert not list(redis_server.client().scan_iter(f"*{new['refresh_token']}*"))
+
+
+def test_reusing_a_rotated_refresh_token_revokes_the_grant(browser, auth_service):
+    client = register(auth_service)
+    tokens = tokens_for(browser, client)
+    new = refresh(auth_service, client, tokens["refresh_token"]).json()
+    reuse = refresh(auth_service, client, tokens["refresh_token"])
+    assert reuse.status_code == 400
+    assert reuse.json()["error"] == "invalid_grant"
+    # Both holders lose: the newest refresh token and access token are dead too.
+    assert refresh(auth_service, client, new["refresh_token"]).json()["error"] == "invalid_grant"
+    assert verify(auth_service, new["access_token"]).status_code == 401
+
+
+def test_a_refresh_token_is_bound_to_its_client(browser, auth_service):
+    victim, attacker = register(auth_service), register(auth_service)
+    tokens = tokens_for(browser, victim)
+    response = refresh(auth_service, attacker, tokens["refresh_token"])
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_grant"
+
+
+def test_refresh_for_a_resource_outside_the_grant_is_invalid_target(browser, auth_service, github):
+    github.set_user("alice")
+    client = register(auth_service)
+    tokens = tokens_for(browser, client)
+    response = refresh(auth_service, client, tokens["refresh_token"], resource=FETCH)
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_target"
+
+
+def test_refresh_cannot_widen_the_scope(browser, auth_service):
+    client = register(auth_service)
+    tokens = tokens_for(browser, client)
+    response = refresh(auth_service, client, tokens["refresh_token"], scope="mcp admin")
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_scope"
+
+
+def test_refresh_and_live_tokens_stop_when_the_user_leaves_the_allowlist(
+    browser, auth_service, auth_factory, redis_server
+):
+    client = register(auth_service)
+    tokens = tokens_for(browser, client)  # octocat
+    # The operator removes octocat and restarts the service (same Redis, same keys).
+    narrowed = auth_factory(allowed_users="alice", signing_keys=auth_service.signing_keys)
+    assert verify(narrowed, tokens["access_token"]).status_code == 401
+    response = refresh(narrowed, client, tokens["refresh_token"])
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_grant"
+    # and the grant is gone for good, even where octocat is still allowed
+    assert refresh(auth_service, client, tokens["refresh_token"]).status_code == 400
+
+
+def test_the_allowlist_is_case_insensitive_and_trimmed(browser, auth_service, github):
+    github.add_users("ALICE")
+    github.set_user("ALICE")  # configured as " Alice "
+    client = register(auth_service)
+    tokens = tokens_for(browser, client, resource=FETCH)
+    assert verify(auth_service, tokens["access_token"], FETCH).headers["x-auth-user"] == "alice"
