@@ -20,6 +20,8 @@ forwarded_allow_ips = os.environ.get("AUTH_FORWARDED_ALLOW_IPS", "127.0.0.1,::1"
 limit_request_line = 8190
 limit_request_fields = 100
 limit_request_field_size = 8190
+# The control socket would default to ~/.gunicorn/gunicorn.ctl, shared by every gunicorn of the user.
+control_socket_disable = True
 accesslog = "-"
 errorlog = "-"
 # One JSON object per line; gunicorn's access-log atoms are substituted into the values.

@@ -1,0 +1,80 @@
+"""The service refuses to start with a clear message when a setting is missing or malformed."""
+
+import json
+
+import pytest
+
+from mcp_gateway_auth import ConfigError, create_app
+from tests.harness.auth import AuthService, write_rsa_key
+
+
+@pytest.fixture
+def good_env(tmp_path):
+    return {
+        "AUTH_ISSUER": "https://auth.example.test",
+        "AUTH_REDIS_URL": "redis://:pw@127.0.0.1:1/0",
+        "AUTH_GITHUB_CLIENT_ID": "id",
+        "AUTH_GITHUB_CLIENT_SECRET": "secret",
+        "AUTH_ALLOWED_GITHUB_USERS": "octocat",
+        "AUTH_SIGNING_KEYS": str(write_rsa_key(tmp_path / "k.pem")),
+        "AUTH_SECRET_KEY": "s" * 40,
+        "AUTH_RESOURCES": json.dumps([{"name": "time", "resource": "https://time.example.test/mcp"}]),
+    }
+
+
+def test_a_good_configuration_builds_the_app(good_env, monkeypatch):
+    for key in list(__import__("os").environ):
+        if key.startswith("AUTH_"):
+            monkeypatch.delenv(key)
+    assert create_app(good_env).config["SETTINGS"].issuer == "https://auth.example.test"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("AUTH_ISSUER", "", "AUTH_ISSUER"),
+        ("AUTH_ISSUER", "http://auth.example.test", "https"),
+        ("AUTH_ISSUER", "https://auth.example.test/", "canonical"),
+        ("AUTH_ISSUER", "https://Auth.Example.test", "canonical"),
+        ("AUTH_ISSUER", "https://auth.example.test:443", "canonical"),
+        ("AUTH_REDIS_URL", "", "AUTH_REDIS_URL"),
+        ("AUTH_REDIS_URL", "http://localhost", "AUTH_REDIS_URL"),
+        ("AUTH_GITHUB_CLIENT_ID", "", "AUTH_GITHUB_CLIENT_ID"),
+        ("AUTH_GITHUB_CLIENT_SECRET", "", "AUTH_GITHUB_CLIENT_SECRET"),
+        ("AUTH_SECRET_KEY", "short", "AUTH_SECRET_KEY"),
+        ("AUTH_SIGNING_KEYS", "/nonexistent.pem", "AUTH_SIGNING_KEYS"),
+        ("AUTH_RESOURCES", "not json", "AUTH_RESOURCES"),
+        ("AUTH_RESOURCES", "[]", "AUTH_RESOURCES"),
+        ("AUTH_RESOURCES", '[{"name": "t", "resource": "https://t.example.test/mcp/"}]', "trailing slash"),
+        ("AUTH_RESOURCES", '[{"name": "t", "resource": "http://t.example.test/mcp"}]', "https"),
+        ("AUTH_RESOURCES", '[{"name": "t", "resource": "https://t.example.test"}]', "path"),
+        ("AUTH_ALLOWED_GITHUB_USERS", " , ", "AUTH_ALLOWED_GITHUB_USERS"),
+        ("AUTH_CODE_TTL", "3600", "AUTH_CODE_TTL"),
+        ("AUTH_ACCESS_TOKEN_TTL", "soon", "AUTH_ACCESS_TOKEN_TTL"),
+        ("AUTH_RATELIMIT_TOKEN", "lots", "AUTH_RATELIMIT_TOKEN"),
+        ("AUTH_TEST_CIMD_ALLOWED_HOSTS", "127.0.0.1", "AUTH_TEST_CIMD_ALLOWED_HOSTS"),
+    ],
+)
+def test_a_bad_setting_is_named_in_the_error(good_env, key, value, message):
+    env = dict(good_env, **{key: value})
+    with pytest.raises(ConfigError, match=message):
+        create_app(env)
+
+
+def test_a_non_rsa_or_garbage_key_file_is_refused(good_env, tmp_path):
+    bad = tmp_path / "bad.pem"
+    bad.write_text("-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----\n")
+    with pytest.raises(ConfigError, match="AUTH_SIGNING_KEYS"):
+        create_app(dict(good_env, AUTH_SIGNING_KEYS=str(bad)))
+
+
+def test_gunicorn_exits_with_the_message_instead_of_serving(tmp_path, redis_server, github_stub):
+    service = AuthService(
+        tmp_path, issuer="https://auth.example.test/", redis_url=redis_server.url, resources=[],
+        github_url=github_stub.url, github_api_url=github_stub.api_url, github_client_id="x",
+        github_client_secret="y",
+    )
+    with pytest.raises(RuntimeError):
+        service.start(timeout=20)
+    service.stop()
+    assert "AUTH_ISSUER" in service.log_path.read_text()
