@@ -204,6 +204,8 @@ class Child:
                             )
                         window_start, in_window, dropped = now, 0, 0
                     if in_window >= _STDERR_LINES_PER_SECOND:
+                        if not dropped:
+                            log.warning(json.dumps({"event": "child_stderr_rate_limited", "child": self.label}))
                         dropped += 1
                         continue
                     in_window += 1
@@ -211,6 +213,8 @@ class Child:
                     log.info(json.dumps({"event": "child_stderr", "child": self.label, "line": text}))
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             pass
+        if dropped:
+            log.warning(json.dumps({"event": "child_stderr_dropped", "child": self.label, "lines": dropped}))
 
     async def send(self, message: JSON) -> None:
         """Write one message as one line. Raises ChildGone if the child is not there to read it."""
@@ -295,6 +299,16 @@ class Child:
                 )
         except ChildGone:
             pass
+
+    async def kill_if_unresponsive(self, timeout: float = 5.0) -> bool:
+        """After a request timed out: if the child does not answer even a ping (any answer counts; 2026-07-28
+        servers reply that ping is gone), it hangs as a whole; kill it so that a fresh one takes its place."""
+        response = await self.request("ping", None, timeout=timeout)
+        if response.get("error", {}).get("code") in (REQUEST_TIMEOUT, CHILD_EXITED):
+            log.warning(json.dumps({"event": "child_hung", "child": self.label}))
+            await self.kill()
+            return True
+        return False
 
     def _forget_token(self, bridge_id: int) -> None:
         self.by_token.pop(f"mcp-proxy-{bridge_id}", None)

@@ -211,7 +211,7 @@ class LegacySession:
                 self.in_flight.pop(client_id, None)
             if response.get("error", {}).get("code") == REQUEST_TIMEOUT:
                 self.metrics.timeouts += 1
-                await _restart_if_unresponsive(child)
+                await child.kill_if_unresponsive(min(5.0, self.settings.request_timeout))
         if method == "initialize" and "result" in response:
             self.initialized_ok = True
         response = {**response, "id": client_id}
@@ -238,14 +238,6 @@ class LegacySession:
             await self._write.send(SessionMessage(message, metadata=metadata))
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             log.debug("session %s closed before a message could be delivered", self.session_id[:8])
-
-
-async def _restart_if_unresponsive(child: Child) -> None:
-    """A request timed out: if the child does not even answer a ping, it hangs; kill it to get a new one."""
-    response = await child.request("ping", None, timeout=5.0)
-    if "error" in response and response["error"].get("code") in (REQUEST_TIMEOUT, CHILD_EXITED):
-        log.warning(json.dumps({"event": "child_hung", "child": child.label}))
-        await child.kill()
 
 
 class SessionRegistry:

@@ -324,15 +324,16 @@ class ModernHandler:
 
         async def run_request() -> None:
             async with events_send:
-                outcome.append(
-                    await child.request(
-                        method,
-                        params,
-                        timeout=self.settings.request_timeout,
-                        notify=notify if has_sse else None,
-                        log_opt_in=log_opt_in and has_sse,
-                    )
+                response = await child.request(
+                    method,
+                    params,
+                    timeout=self.settings.request_timeout,
+                    notify=notify if has_sse else None,
+                    log_opt_in=log_opt_in and has_sse,
                 )
+                if response.get("error", {}).get("code") == REQUEST_TIMEOUT:
+                    await child.kill_if_unresponsive(min(5.0, self.settings.request_timeout))
+                outcome.append(response)
 
         async def watch_disconnect(cancel_scope: anyio.CancelScope) -> None:
             while (await receive())["type"] != "http.disconnect":

@@ -1,0 +1,144 @@
+"""A child that crashes, hangs, freezes, floods stderr or prints garbage: the client gets a prompt error,
+and the next request works."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from mcp import Client
+from mcp.shared.exceptions import MCPError
+
+from tests.bridge.rawhttp import initialize, legacy_headers, modern_request, rpc_messages
+from tests.harness.bridge import Bridge
+
+pytestmark = pytest.mark.anyio
+
+MODES = ["legacy", "2026-07-28"]
+
+
+def _text(result: Any) -> str:
+    return " ".join(getattr(part, "text", "") for part in getattr(result, "content", []))
+
+
+@pytest.fixture
+def fragile_bridge(start_bridge: Callable[..., Bridge], misbehaving_argv: list[str]) -> Bridge:
+    return start_bridge(misbehaving_argv, pool_size=1, request_timeout=2)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_crash_mid_request_is_an_error_and_the_next_request_works(fragile_bridge: Bridge, mode: str) -> None:
+    with anyio.fail_after(30):
+        async with Client(fragile_bridge.url, mode=mode) as client:
+            before = _text(await client.call_tool("pid", {}))
+            started = time.monotonic()
+            with pytest.raises(MCPError, match="exited"):
+                await client.call_tool("crash", {})
+            assert time.monotonic() - started < 1.5, "the error comes at once, not after the timeout"
+            assert _text(await client.call_tool("echo", {"text": "still here"})) == "still here"
+            assert _text(await client.call_tool("pid", {})) != before, "a new child took over"
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_hanging_request_times_out_and_others_still_work(fragile_bridge: Bridge, mode: str) -> None:
+    with anyio.fail_after(30):
+        async with Client(fragile_bridge.url, mode=mode) as client:
+            with pytest.raises(MCPError, match="did not answer"):
+                await client.call_tool("hang", {})
+            assert _text(await client.call_tool("echo", {"text": "next"})) == "next"
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_frozen_child_is_replaced(fragile_bridge: Bridge, mode: str) -> None:
+    with anyio.fail_after(40):
+        async with Client(fragile_bridge.url, mode=mode) as client:
+            before = _text(await client.call_tool("pid", {}))
+            with pytest.raises(MCPError):
+                await client.call_tool("freeze", {})
+            assert _text(await client.call_tool("echo", {"text": "thawed"})) == "thawed"
+            assert _text(await client.call_tool("pid", {})) != before
+
+
+async def test_a_stderr_flood_is_drained_and_logged(fragile_bridge: Bridge) -> None:
+    with anyio.fail_after(30):
+        async with Client(fragile_bridge.url, mode="legacy") as client:
+            assert _text(await client.call_tool("flood_stderr", {"lines": 50000})) == "flooded"
+            assert _text(await client.call_tool("echo", {"text": "after flood"})) == "after flood"
+    log = fragile_bridge.log_text()
+    assert '"child_stderr"' in log and "flood line 0 " in log
+    assert '"child_stderr_rate_limited"' in log, "a flood is rate-limited in the log, not written line by line"
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_non_json_on_stdout_is_skipped(fragile_bridge: Bridge, mode: str) -> None:
+    with anyio.fail_after(30):
+        async with Client(fragile_bridge.url, mode=mode) as client:
+            assert _text(await client.call_tool("garbage", {})) == "after garbage"
+            assert _text(await client.call_tool("echo", {"text": "fine"})) == "fine"
+    assert '"child_stdout_not_json"' in fragile_bridge.log_text()
+
+
+def test_the_session_cap_answers_503_with_retry_after(
+    start_bridge: Callable[..., Bridge], misbehaving_argv: list[str]
+) -> None:
+    bridge = start_bridge(misbehaving_argv, pool_size=1, max_sessions=2)
+    with httpx.Client(timeout=20) as http:
+        first = initialize(http, bridge.url)
+        initialize(http, bridge.url)
+        init = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {},
+                "clientInfo": {"name": "c", "version": "1"},
+            },
+        }
+        refused = http.post(bridge.url, json=init, headers={"Accept": "application/json, text/event-stream"})
+        assert refused.status_code == 503
+        assert int(refused.headers["retry-after"]) > 0
+        assert http.delete(bridge.url, headers=legacy_headers(first)).status_code == 200
+        initialize(http, bridge.url)
+
+
+@pytest.mark.parametrize("mib", [5])
+def test_multi_mib_results_pass_in_both_eras(fragile_bridge: Bridge, mib: int) -> None:
+    size = mib * 1024 * 1024
+    with httpx.Client(timeout=60) as http:
+        body, headers = modern_request("tools/call", {"name": "big", "arguments": {"mib": mib}})
+        modern = http.post(fragile_bridge.url, json=body, headers=headers)
+        assert len(rpc_messages(modern)[-1]["result"]["content"][0]["text"]) == size
+        session = initialize(http, fragile_bridge.url)
+        call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "big", "arguments": {"mib": mib}}}
+        legacy = http.post(fragile_bridge.url, json=call, headers=legacy_headers(session))
+        assert len(rpc_messages(legacy)[-1]["result"]["content"][0]["text"]) == size
+
+
+def test_a_multi_mib_request_reaches_the_child(fragile_bridge: Bridge) -> None:
+    text = "z" * (3 * 1024 * 1024)
+    with httpx.Client(timeout=60) as http:
+        body, headers = modern_request("tools/call", {"name": "echo", "arguments": {"text": text}})
+        response = http.post(fragile_bridge.url, json=body, headers=headers)
+    assert rpc_messages(response)[-1]["result"]["content"][0]["text"] == text
+
+
+def test_a_server_that_cannot_start_is_reported_unhealthy(start_bridge: Callable[..., Bridge], tmp_path: Any) -> None:
+    bridge = Bridge(["/nonexistent/mcp-server"], log_dir=tmp_path, options={"pool_size": 1})
+    bridge.process.start()
+    try:
+        deadline = time.monotonic() + 15
+        status = 0
+        while time.monotonic() < deadline:
+            try:
+                status = httpx.get(f"{bridge.base_url}/health", timeout=2).status_code
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        assert status == 503
+    finally:
+        bridge.stop()
