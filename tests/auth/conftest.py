@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.auth.gateway import running_gateway
 from tests.auth.oauthflow import FETCH, ISSUER, TIME, Browser
 from tests.harness.auth import AuthService
 from tests.harness.github import GitHubStub
@@ -74,6 +75,13 @@ def auth_factory(
     finally:
         for service in started:
             service.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory, redis_server, github_stub, test_ca):
+    """Traefik (TLS from the test CA) in front of the auth service and an MCP endpoint, per module."""
+    with running_gateway(tmp_path_factory.mktemp("gateway"), redis_server.url, github_stub, test_ca) as parts:
+        yield parts
 
 
 @pytest.fixture

@@ -101,3 +101,44 @@ class Gateway:
     def stop(self) -> None:
         for part in (self.traefik, self.auth, self.echo):
             part.stop()
+
+
+@contextmanager
+def running_gateway(workdir: Path, redis_url: str, github: Any, ca: TestCA, env: dict[str, str] | None = None):
+    """Traefik + auth service + MCP endpoint for `time.example.test`, stopped on exit."""
+    traefik = Traefik(workdir / "traefik", {})
+    port = traefik.https_port
+    cert = ca.issue(f"*.{DOMAIN}", DOMAIN, "localhost", stem=f"gateway-{port}")
+    auth = AuthService(
+        workdir / "auth",
+        issuer=f"https://auth.{DOMAIN}:{port}",
+        redis_url=redis_url,
+        resources=[{"name": "time", "resource": f"https://time.{DOMAIN}:{port}/mcp"}],
+        github_url=github.url,
+        github_api_url=github.api_url,
+        github_client_id=github.client_id,
+        github_client_secret=github.client_secret,
+        allowed_users="octocat",
+        env={
+            "AUTH_TEST_CIMD_ALLOWED_HOSTS": "localhost",
+            "SSL_CERT_FILE": str(ca.cert_path),
+            "AUTH_RATELIMIT_REGISTER": "1000/minute",
+            "AUTH_RATELIMIT_AUTHORIZE": "1000/minute",
+            "AUTH_VERIFY_CACHE_MS": "0",
+            **(env or {}),
+        },
+    )
+    parts: list[Any] = []
+    try:
+        auth.start()
+        parts.append(auth)
+        echo, echo_port = start_echo(workdir)
+        parts.append(echo)
+        traefik.start()
+        parts.append(traefik)
+        traefik.update(dynamic_config(auth.port, echo_port, port, cert, ["time"]))
+        github.set_user("octocat")
+        yield Gateway(traefik=traefik, auth=auth, echo=echo, ca=ca)
+    finally:
+        for part in reversed(parts):
+            part.stop()

@@ -3,8 +3,8 @@
 import json
 
 import pytest
-
 from mcp_gateway_auth import ConfigError, create_app
+
 from tests.harness.auth import AuthService, write_rsa_key
 
 
@@ -70,8 +70,13 @@ def test_a_non_rsa_or_garbage_key_file_is_refused(good_env, tmp_path):
 
 def test_gunicorn_exits_with_the_message_instead_of_serving(tmp_path, redis_server, github_stub):
     service = AuthService(
-        tmp_path, issuer="https://auth.example.test/", redis_url=redis_server.url, resources=[],
-        github_url=github_stub.url, github_api_url=github_stub.api_url, github_client_id="x",
+        tmp_path,
+        issuer="https://auth.example.test/",
+        redis_url=redis_server.url,
+        resources=[],
+        github_url=github_stub.url,
+        github_api_url=github_stub.api_url,
+        github_client_id="x",
         github_client_secret="y",
     )
     with pytest.raises(RuntimeError):

@@ -4,18 +4,39 @@ import pytest
 
 from tests.auth.oauthflow import api
 
-ALLOWED = {"authorization", "content-type", "mcp-protocol-version", "mcp-session-id", "mcp-method", "mcp-name",
-           "last-event-id"}
+ALLOWED = {
+    "authorization",
+    "content-type",
+    "mcp-protocol-version",
+    "mcp-session-id",
+    "mcp-method",
+    "mcp-name",
+    "last-event-id",
+}
 
 
 @pytest.mark.parametrize(
-    "path", ["/.well-known/oauth-authorization-server", "/.well-known/oauth-protected-resource/mcp", "/register",
-             "/token", "/revoke", "/introspect", "/jwks"]
+    "path",
+    [
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/oauth-protected-resource/mcp",
+        "/register",
+        "/token",
+        "/revoke",
+        "/introspect",
+        "/jwks",
+    ],
 )
 def test_preflight_allows_the_mcp_headers(auth_service, path):
     with api(auth_service, host="time.example.test" if "protected" in path else None) as http:
-        response = http.options(path, headers={"Origin": "https://inspector.example", "Access-Control-Request-Method":
-                                               "POST", "Access-Control-Request-Headers": "authorization,content-type"})
+        response = http.options(
+            path,
+            headers={
+                "Origin": "https://inspector.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization,content-type",
+            },
+        )
     assert response.status_code == 204
     assert response.headers["access-control-allow-origin"] == "*"
     allowed = {h.strip().lower() for h in response.headers["access-control-allow-headers"].split(",")}

@@ -23,7 +23,9 @@ def _keys(redis_server) -> set[bytes]:
     ],
     ids=["oversized", "broken-json", "array", "string", "empty", "form", "binary", "long-name"],
 )
-def test_bad_registration_bodies_are_refused_and_nothing_is_stored(auth_service, redis_server, body, content_type, status):
+def test_bad_registration_bodies_are_refused_and_nothing_is_stored(
+    auth_service, redis_server, body, content_type, status
+):
     before = _keys(redis_server)
     with api(auth_service) as http:
         response = http.post("/register", content=body, headers={"Content-Type": content_type})
@@ -37,7 +39,9 @@ def test_bad_registration_bodies_are_refused_and_nothing_is_stored(auth_service,
 def test_token_endpoints_refuse_oversized_json_and_query_bodies(auth_service, path):
     # A fresh connection each: the server closes one whose body it did not read.
     with api(auth_service) as http:
-        big = http.post(path, content=b"a=" + b"b" * 70000, headers={"Content-Type": "application/x-www-form-urlencoded"})
+        big = http.post(
+            path, content=b"a=" + b"b" * 70000, headers={"Content-Type": "application/x-www-form-urlencoded"}
+        )
         assert big.status_code == 413
     with api(auth_service) as http:
         as_json = http.post(path, json={"grant_type": "authorization_code"})
@@ -49,8 +53,9 @@ def test_token_endpoints_refuse_oversized_json_and_query_bodies(auth_service, pa
 
 def test_unknown_grant_type_is_unsupported_grant_type(auth_service):
     with api(auth_service) as http:
-        response = http.post("/token", data={"grant_type": "password", "username": "a", "password": "b",
-                                              "client_id": "x"})
+        response = http.post(
+            "/token", data={"grant_type": "password", "username": "a", "password": "b", "client_id": "x"}
+        )
     assert response.status_code == 400
     assert response.json()["error"] == "unsupported_grant_type"
 
@@ -68,7 +73,9 @@ def test_update_with_a_bad_body_changes_nothing(auth_service):
     client = register(auth_service)
     headers = {"Authorization": f"Bearer {client['registration_access_token']}"}
     with api(auth_service, headers=headers) as http:
-        bad = http.put(f"/register/{client['client_id']}", json={"client_id": client["client_id"],
-                                                                  "redirect_uris": ["http://evil.example/cb"]})
+        bad = http.put(
+            f"/register/{client['client_id']}",
+            json={"client_id": client["client_id"], "redirect_uris": ["http://evil.example/cb"]},
+        )
         assert bad.status_code == 400
         assert http.get(f"/register/{client['client_id']}").json()["redirect_uris"] == [REDIRECT]

@@ -13,7 +13,6 @@ import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import anyio
 import httpx
@@ -24,11 +23,9 @@ from mcp.client.client import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 
-from tests.auth.gateway import DOMAIN, Gateway, dynamic_config, resolve_test_names, start_echo
+from tests.auth.gateway import Gateway, resolve_test_names
 from tests.auth.oauthflow import Browser
-from tests.harness.auth import AuthService
 from tests.harness.procs import LOOPBACK, free_port
-from tests.harness.traefik import Traefik
 
 pytestmark = pytest.mark.slow
 CALLBACK = "http://127.0.0.1:47123/callback"
@@ -81,47 +78,6 @@ class CimdServer:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
-
-
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory, redis_server, github_stub, test_ca):
-    workdir: Path = tmp_path_factory.mktemp("gateway")
-    traefik = Traefik(workdir / "traefik", {})
-    port = traefik.https_port
-    cert = test_ca.issue(f"*.{DOMAIN}", DOMAIN, "localhost", stem="gateway")
-    resources = [{"name": "time", "resource": f"https://time.{DOMAIN}:{port}/mcp"}]
-    auth = AuthService(
-        workdir / "auth",
-        issuer=f"https://auth.{DOMAIN}:{port}",
-        redis_url=redis_server.url,
-        resources=resources,
-        github_url=github_stub.url,
-        github_api_url=github_stub.api_url,
-        github_client_id=github_stub.client_id,
-        github_client_secret=github_stub.client_secret,
-        allowed_users="octocat",
-        env={
-            "AUTH_TEST_CIMD_ALLOWED_HOSTS": "localhost",
-            "SSL_CERT_FILE": str(test_ca.cert_path),
-            "AUTH_RATELIMIT_REGISTER": "1000/minute",
-            "AUTH_RATELIMIT_AUTHORIZE": "1000/minute",
-            "AUTH_VERIFY_CACHE_MS": "0",
-        },
-    )
-    parts = []
-    try:
-        auth.start()
-        parts.append(auth)
-        echo, echo_port = start_echo(workdir)
-        parts.append(echo)
-        traefik.start()
-        parts.append(traefik)
-        traefik.update(dynamic_config(auth.port, echo_port, port, cert, ["time"]))
-        github_stub.set_user("octocat")
-        yield Gateway(traefik=traefik, auth=auth, echo=echo, ca=test_ca)
-    finally:
-        for part in reversed(parts):
-            part.stop()
 
 
 @dataclass
