@@ -1,0 +1,102 @@
+"""The command line: loopback only, every option from the environment too, the command from MCP_PROXY_COMMAND."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.bridge.rawhttp import modern_request
+from tests.harness.bridge import mcp_proxy_executable
+from tests.harness.procs import ManagedProcess, free_port
+
+OPTIONS = [
+    "--host",
+    "--port",
+    "--uds",
+    "--allowed-origins",
+    "--max-sessions",
+    "--pool-size",
+    "--session-idle-timeout",
+    "--request-timeout",
+    "--max-body-bytes",
+    "--user-header",
+]
+
+
+def _run(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [mcp_proxy_executable(), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def test_help_explains_every_option_and_its_variable() -> None:
+    result = _run(["--help"])
+    assert result.returncode == 0
+    for option in OPTIONS:
+        assert option in result.stdout
+        assert "MCP_PROXY_" + option[2:].upper().replace("-", "_") in result.stdout
+    assert "MCP_PROXY_COMMAND" in result.stdout
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.10", "example.com"])  # noqa: S104 - refused, never bound
+def test_a_public_address_is_refused(host: str, misbehaving_argv: list[str]) -> None:
+    result = _run(["--host", host, "--port", "1", "--", *misbehaving_argv])
+    assert result.returncode != 0
+    assert "loopback" in result.stderr
+
+
+def test_a_public_address_from_the_environment_is_refused(misbehaving_argv: list[str]) -> None:
+    result = _run(["--", *misbehaving_argv], env={"MCP_PROXY_HOST": "0.0.0.0"})  # noqa: S104
+    assert result.returncode != 0 and "loopback" in result.stderr
+
+
+def test_no_command_is_a_clear_error() -> None:
+    result = _run(["--port", "1"], env={"MCP_PROXY_COMMAND": ""})
+    assert result.returncode != 0 and "command" in result.stderr
+
+
+def test_everything_from_the_environment(tmp_path: Path, misbehaving_argv: list[str]) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "MCP_PROXY_PORT": str(port),
+        "MCP_PROXY_POOL_SIZE": "1",
+        "MCP_PROXY_USER_HEADER": "X-Remote-User",
+        "MCP_PROXY_COMMAND": shlex.join(misbehaving_argv),
+    }
+    with ManagedProcess("env-bridge", [mcp_proxy_executable()], log_dir=tmp_path, env=env) as proc:
+        proc.wait_for_http(f"http://127.0.0.1:{port}/health", ok=lambda r: r.status_code == 200)
+        body, headers = modern_request("tools/call", {"name": "echo", "arguments": {"text": "env"}})
+        response = httpx.post(f"http://127.0.0.1:{port}/mcp", json=body, headers=headers, timeout=20)
+        assert response.json()["result"]["content"][0]["text"] == "env"
+
+
+def test_serving_on_a_unix_socket(tmp_path: Path, misbehaving_argv: list[str]) -> None:
+    socket_path = tmp_path / "bridge.sock"
+    argv = [mcp_proxy_executable(), "--uds", str(socket_path), "--pool-size", "1", "--", *misbehaving_argv]
+    with ManagedProcess("uds-bridge", argv, log_dir=tmp_path) as proc:
+        transport = httpx.HTTPTransport(uds=str(socket_path))
+        with httpx.Client(transport=transport, base_url="http://bridge", timeout=5) as http:
+            status = 0
+            for _ in range(100):
+                try:
+                    status = http.get("/health").status_code
+                except httpx.TransportError:
+                    status = 0
+                if status == 200 or not proc.running():
+                    break
+                time.sleep(0.1)
+            assert status == 200
+            body, headers = modern_request("tools/list")
+            assert http.post("/mcp", json=body, headers=headers).status_code == 200

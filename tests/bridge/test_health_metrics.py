@@ -1,0 +1,53 @@
+"""/health asks a running child without starting one; /metrics counts; one JSON log line per request."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import httpx
+
+from tests.bridge.rawhttp import modern_request
+from tests.harness.bridge import Bridge
+
+
+def _counter(text: str, name: str) -> float:
+    match = re.search(rf"^{name} (\S+)$", text, flags=re.MULTILINE)
+    assert match, f"{name} missing from /metrics"
+    return float(match.group(1))
+
+
+def test_health_does_not_spawn_a_child_per_check(plain_bridge: Bridge) -> None:
+    before = _counter(httpx.get(f"{plain_bridge.base_url}/metrics").text, "mcp_proxy_children_started_total")
+    for _ in range(10):
+        health = httpx.get(f"{plain_bridge.base_url}/health", timeout=10)
+        assert health.status_code == 200
+        assert health.json()["status"] == "ok"
+    after = _counter(httpx.get(f"{plain_bridge.base_url}/metrics").text, "mcp_proxy_children_started_total")
+    assert after == before
+
+
+def test_metrics_count_requests_sessions_children_and_latency(plain_bridge: Bridge) -> None:
+    body, headers = modern_request("tools/list")
+    httpx.post(plain_bridge.url, json=body, headers=headers, timeout=10)
+    text = httpx.get(f"{plain_bridge.base_url}/metrics").text
+    assert re.search(r'^mcp_proxy_http_requests_total\{era="2026-07-28",method="POST",status="200"\} \d+', text, re.M)
+    for name in (
+        "mcp_proxy_sessions_open",
+        "mcp_proxy_children_running",
+        "mcp_proxy_request_duration_seconds_count",
+        "mcp_proxy_child_restarts_total",
+    ):
+        _counter(text, name)
+
+
+def test_one_json_log_line_per_request(plain_bridge: Bridge) -> None:
+    body, headers = modern_request("tools/call", {"name": "echo", "arguments": {"text": "logged"}})
+    headers["X-Auth-User"] = "log-checker"
+    httpx.post(plain_bridge.url, json=body, headers=headers, timeout=10)
+    lines = [json.loads(line) for line in plain_bridge.log_text().splitlines() if line.startswith("{")]
+    mine = [e for e in lines if e.get("event") == "request" and e.get("user") == "log-checker"]
+    assert len(mine) == 1
+    entry = mine[0]
+    assert entry["status"] == 200 and entry["era"] == "2026-07-28" and entry["rpc_method"] == "tools/call"
+    assert entry["duration_ms"] >= 0
