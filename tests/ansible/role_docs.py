@@ -86,17 +86,17 @@ def _table(options: dict, prefix: str = "") -> list[str]:
             f"{_cell(_text(option.get('description', '')))} |"
         )
         if "options" in option:
-            nested += ["", f"Keys of each `{prefix}{name}` entry:", ""] + _table(option["options"])
+            nested += ["", f"Keys of each `{prefix}{name}` entry:", "", *_table(option["options"])]
     return rows + nested
 
 
 def generate(role: str) -> str:
     lines = [BEGIN, ""]
     for entry, spec in load_spec(role).items():
-        title = "Variables" if entry == "main" else f"Entry point `{entry}` (`tasks_from: {entry}.yml`)"
+        title = "Variables" if entry == "main" else f"Entry point `{entry}` (`tasks_from: {entry}`)"
         lines += [f"## {title}", "", _text(spec.get("short_description", "")), ""]
-        lines += _table(spec.get("options", {})) + [""]
-    return "\n".join(lines + [END])
+        lines += [*_table(spec.get("options", {})), ""]
+    return "\n".join([*lines, END])
 
 
 def readme_section(role: str) -> str | None:

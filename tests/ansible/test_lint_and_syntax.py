@@ -1,0 +1,46 @@
+"""The playbooks and roles pass ansible-lint (production profile), yamllint and Ansible's syntax check."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.ansible.playbooks import INVENTORY, REPO, VENV_BIN, ansible_env
+
+# What this suite owns; other folders have their own linters and owners.
+ANSIBLE_PATHS = ["site.yml", "playbooks", "roles", "inventory.example"]
+PLAYBOOKS = ["site.yml", *sorted(str(p.relative_to(REPO)) for p in (REPO / "playbooks").glob("*.yml"))]
+
+
+def run(argv: list[str], tmp: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv, cwd=REPO, env=ansible_env(tmp), capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+@pytest.mark.slow
+def test_ansible_lint_production_profile_passes(ansible_tmp: Path) -> None:
+    result = run([str(VENV_BIN / "ansible-lint"), "--profile", "production", "--nocolor", *ANSIBLE_PATHS], ansible_tmp)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+
+
+def test_yamllint_passes(ansible_tmp: Path) -> None:
+    result = run([str(VENV_BIN / "yamllint"), "--strict", *ANSIBLE_PATHS, "tests/ansible"], ansible_tmp)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("playbook", PLAYBOOKS)
+def test_playbook_passes_syntax_check(playbook: str, ansible_tmp: Path) -> None:
+    result = run([str(VENV_BIN / "ansible-playbook"), "-i", str(INVENTORY), "--syntax-check", playbook], ansible_tmp)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_part_has_a_playbook_and_site_imports_them_in_order() -> None:
+    site = (REPO / "site.yml").read_text()
+    imports = [line.split(":", 1)[1].strip() for line in site.splitlines() if "import_playbook:" in line]
+    parts = ["redis", "auth", "mcp_servers", "traefik"]
+    assert imports == [f"playbooks/{part}.yml" for part in parts]
+    for path in imports:
+        assert (REPO / path).is_file()

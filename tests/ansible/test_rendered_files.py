@@ -1,0 +1,96 @@
+"""What the roles write, rendered for the example inventory with the roles' own tasks (no host needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.ansible.playbooks import changed_count, example_group_vars, read_env_file, render
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    root = tmp_path_factory.mktemp("rendered")
+    return root, render(root, gateway_domain="example.test")
+
+
+def test_a_second_run_changes_nothing(rendered: tuple[Path, object]) -> None:
+    root, _ = rendered
+    assert changed_count(render(root, gateway_domain="example.test")) == 0
+
+
+def test_static_config_has_the_entry_points_redirect_and_resolver(rendered: tuple[Path, object]) -> None:
+    root, _ = rendered
+    static = yaml.safe_load((root / "etc/traefik/traefik.yml").read_text())
+    web, websecure = static["entryPoints"]["web"], static["entryPoints"]["websecure"]
+    assert web["address"] == "127.0.0.1:80" and websecure["address"] == "127.0.0.1:443"
+    assert web["http"]["redirections"]["entryPoint"] == {"to": "websecure", "scheme": "https", "permanent": True}
+    assert websecure["http"]["tls"] == {"certResolver": "gateway"}
+    assert all(ep["http"]["aliasHeadersStrategy"] == "delete" for ep in static["entryPoints"].values())
+    acme = static["certificatesResolvers"]["gateway"]["acme"]
+    assert acme["caServer"] == "https://acme-v02.api.letsencrypt.org/directory"
+    assert acme["httpChallenge"] == {"entryPoint": "web"}
+    assert static["api"]["dashboard"] is False
+    assert static["entryPoints"]["traefik"]["address"].startswith("127.0.0.1:")
+
+
+def test_auth_environment_names_every_resource(rendered: tuple[Path, object]) -> None:
+    root, _ = rendered
+    env = read_env_file(root / "etc/mcp-gateway/auth.env")
+    assert env["AUTH_ISSUER"] == "https://auth.example.test"
+    resources = yaml.safe_load(env["AUTH_RESOURCES"])
+    names = [server["name"] for server in example_group_vars()["mcp_servers"]]
+    assert [r["name"] for r in resources] == names
+    assert all(r["resource"] == f"https://{r['name']}.example.test/mcp" for r in resources)
+    assert env["AUTH_SIGNING_KEYS"].endswith("/auth/keys/signing-key.pem")
+    assert env["AUTH_REDIS_URL"] == "redis://:test-redis-password@127.0.0.1:6379/0"
+    assert (root / "etc/mcp-gateway/auth.env").stat().st_mode & 0o777 == 0o600
+
+
+def test_each_server_gets_an_env_file_with_its_command_and_a_stable_port(rendered: tuple[Path, object]) -> None:
+    root, _ = rendered
+    time_env = read_env_file(root / "etc/mcp-gateway/servers/time.env")
+    assert time_env["MCP_PROXY_COMMAND"] == "mcp-server-time --local-timezone UTC"
+    assert time_env["MCP_PROXY_HOST"] == "127.0.0.1"
+    assert time_env["PATH"].startswith("/opt/mcp-gateway/servers/time/venv/bin:")
+    memory_env = read_env_file(root / "etc/mcp-gateway/servers/memory.env")
+    assert memory_env["PATH"].startswith("/opt/mcp-gateway/servers/memory/npm/bin:")
+    assert memory_env["MEMORY_FILE_PATH"] == "/var/lib/mcp-gateway/memory/memory.jsonl"
+    ports = {time_env["MCP_PROXY_PORT"], memory_env["MCP_PROXY_PORT"]}
+    assert len(ports) == 2
+    route = yaml.safe_load((root / "etc/traefik/dynamic/mcp-time.yml").read_text())
+    url = route["http"]["services"]["mcp-time"]["loadBalancer"]["servers"][0]["url"]
+    assert url == f"http://127.0.0.1:{time_env['MCP_PROXY_PORT']}"
+
+
+def test_removing_a_server_removes_its_route(tmp_path: Path) -> None:
+    render(tmp_path)
+    memory_only = [s for s in example_group_vars()["mcp_servers"] if s["name"] == "memory"]
+    render(tmp_path, mcp_servers=memory_only)
+    assert not (tmp_path / "etc/traefik/dynamic/mcp-time.yml").exists()
+    assert (tmp_path / "etc/traefik/dynamic/mcp-memory.yml").exists()
+    resources = yaml.safe_load(read_env_file(tmp_path / "etc/mcp-gateway/auth.env")["AUTH_RESOURCES"])
+    assert [r["name"] for r in resources] == ["memory"]
+
+
+def test_acme_settings_come_from_the_inventory_and_values_are_quoted_for_systemd(tmp_path: Path) -> None:
+    staging = "https://acme-staging-v02.api.letsencrypt.org/directory"
+    tricky = 'se"cr$et\\`x'
+    render(
+        tmp_path,
+        gateway_acme_challenge="dns",
+        gateway_acme_ca_server=staging,
+        gateway_acme_dns_provider="cloudflare",
+        gateway_acme_dns_resolvers=["1.1.1.1:53"],
+        auth_github_client_secret=tricky,
+    )
+    static = yaml.safe_load((tmp_path / "etc/traefik/traefik.yml").read_text())
+    acme = static["certificatesResolvers"]["gateway"]["acme"]
+    assert acme["caServer"] == staging
+    assert acme["dnsChallenge"] == {"provider": "cloudflare", "resolvers": ["1.1.1.1:53"]}
+    assert "httpChallenge" not in acme
+    assert read_env_file(tmp_path / "etc/mcp-gateway/auth.env")["AUTH_GITHUB_CLIENT_SECRET"] == tricky
