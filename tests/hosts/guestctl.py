@@ -136,6 +136,8 @@ class Guest:
     pids: dict[str, int] = field(default_factory=dict)
     accel: str = ""
     image: str = ""
+    network: str = ""  # nspawn guests sharing a network see each other; empty: a network of its own
+    lan_address: str = ""  # the guest's address on its network (10.0.2.x)
 
     @property
     def dir(self) -> Path:
@@ -171,6 +173,8 @@ class Guest:
             "identity_file": str(self.identity_file),
             "forwards": {str(f.guest_port): f"{self.address}:{f.host_port}" for f in self.forwards},
             "accel": self.accel,
+            "network": self.network,
+            "lan_address": self.lan_address or (NSPAWN_GUEST_ADDR if self.kind == "nspawn" else "10.0.2.15"),
             "running": all(self.alive().values()) if self.pids else False,
             "ssh": " ".join(shlex.quote(a) for a in ssh_command(self)),
         }
@@ -189,7 +193,8 @@ def pid_is(pid: int, marker: str) -> bool:
         return False
     if "\nState:\tZ" in status:
         return False
-    return marker in cmdline
+    # an empty command line is a process between fork and exec (nsenter becoming systemd-nspawn)
+    return marker in cmdline or not cmdline
 
 
 def valid_name(name: str) -> str:
@@ -308,17 +313,21 @@ def slirp_call(sock: Path, request: dict[str, object]) -> dict[str, object]:
     return reply
 
 
+def slirp_socket(guest: Guest) -> Path:
+    return network_dir(guest.network) / "slirp.sock" if guest.network else guest.dir / "slirp.sock"
+
+
 def add_forward(guest: Guest, forward: Forward) -> None:
     if guest.kind == "nspawn":
         slirp_call(
-            guest.dir / "slirp.sock",
+            slirp_socket(guest),
             {
                 "execute": "add_hostfwd",
                 "arguments": {
                     "proto": "tcp",
                     "host_addr": guest.address,
                     "host_port": forward.host_port,
-                    "guest_addr": NSPAWN_GUEST_ADDR,
+                    "guest_addr": guest.lan_address or NSPAWN_GUEST_ADDR,
                     "guest_port": forward.guest_port,
                 },
             },
@@ -329,16 +338,107 @@ def add_forward(guest: Guest, forward: Forward) -> None:
             raise GuestError(f"qemu hostfwd_add: {reply.strip()}")
 
 
+# --- shared networks (nspawn) ---------------------------------------------------------------------
+#
+# Guests that must reach each other (the multi-host scenario) share one network: a network namespace
+# holding a bridge, on which each guest's veth and slirp4netns's tap sit side by side. slirp4netns
+# is the gateway (10.0.2.2), DNS (10.0.2.3) and NAT for all of them, and forwards each guest's ports
+# from the guest's own 127.0.2.N address; guests get static addresses 10.0.2.101, .102, ...
+
+
+def network_dir(network: str) -> Path:
+    return GUESTS_DIR / "networks" / network
+
+
+def netns_name(network: str) -> str:
+    return f"guests-{network}"
+
+
+def network_up(network: str) -> None:
+    ndir = network_dir(network)
+    state = ndir / "network.json"
+    if state.exists() and pid_is(json.loads(state.read_text())["slirp4netns"], str(ndir)):
+        return
+    network_down(network)
+    ndir.mkdir(parents=True)
+    ns = netns_name(network)
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    for command in (
+        ["link", "set", "lo", "up"],
+        ["link", "add", "br0", "type", "bridge"],
+        ["link", "set", "br0", "up"],
+    ):
+        subprocess.run(["ip", "-n", ns, *command], check=True)
+    sock = ndir / "slirp.sock"
+    slirp = spawn(
+        [
+            "slirp4netns",
+            "--netns-type=path",
+            "--mtu=1500",
+            "--disable-host-loopback",
+            "--api-socket",
+            str(sock),
+            f"/run/netns/{ns}",
+            "tap0",
+        ],
+        ndir / "slirp4netns.log",
+    )
+    state.write_text(json.dumps({"slirp4netns": slirp.pid}) + "\n")
+    deadline = time.monotonic() + 10
+    while not sock.exists():
+        if slirp.poll() is not None or time.monotonic() > deadline:
+            raise GuestError(f"slirp4netns did not start; see {ndir}/slirp4netns.log")
+        time.sleep(0.05)
+    subprocess.run(["ip", "-n", ns, "link", "set", "tap0", "master", "br0", "up"], check=True)
+
+
+def network_down(network: str) -> None:
+    ndir = network_dir(network)
+    state = ndir / "network.json"
+    if state.exists():
+        stop_pid(json.loads(state.read_text())["slirp4netns"], str(ndir), timeout=5)
+    if Path(f"/run/netns/{netns_name(network)}").exists():
+        subprocess.run(["ip", "netns", "delete", netns_name(network)], check=False)
+    shutil.rmtree(ndir, ignore_errors=True)
+
+
+def network_members(network: str, excluding: str = "") -> list[Guest]:
+    return [g for g in all_guests() if g.network == network and g.name != excluding]
+
+
+def leave_network(guest: Guest) -> None:
+    """Drop the guest's port forwards; take the network down when its last guest leaves."""
+    if not network_members(guest.network, excluding=guest.name):
+        network_down(guest.network)
+        return
+    with contextlib.suppress(OSError, GuestError):
+        listed = slirp_call(slirp_socket(guest), {"execute": "list_hostfwd"})
+        for entry in listed.get("return", {}).get("entries", []):  # type: ignore[union-attr]
+            if entry.get("host_addr") == guest.address:
+                slirp_call(slirp_socket(guest), {"execute": "remove_hostfwd", "arguments": {"id": entry["id"]}})
+
+
 def start_nspawn(guest: Guest, cache: Path, pubkey: str) -> None:
     rootfs = restored_rootfs(cache)
     upper = guest.dir / "upper"
     (upper / "etc").mkdir(parents=True)
     # the image's /etc/hostname would win over the machine name nspawn sets
     (upper / "etc" / "hostname").write_text(f"{guest.name}\n")
+    if guest.network:
+        (upper / "etc/systemd/network").mkdir(parents=True)
+        (upper / "etc/systemd/network/10-host0.network").write_text(
+            f"[Match]\nName=host0\n\n[Network]\nAddress={guest.lan_address}/24\nGateway=10.0.2.2\n"
+            "DNS=10.0.2.3\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n"
+        )
+        # nsenter, not `ip netns exec`: that remounts /sys and hides the cgroup tree from nspawn
+        prefix = ["nsenter", f"--net=/run/netns/{netns_name(guest.network)}"]
+        network = ["--network-bridge=br0"]
+    else:
+        prefix, network = [], ["--private-network"]
     nspawn = spawn(
         [
+            *prefix,
             "systemd-nspawn",
-            "--quiet",
             "--boot",
             "-D",
             str(rootfs),
@@ -346,7 +446,7 @@ def start_nspawn(guest: Guest, cache: Path, pubkey: str) -> None:
             "--register=no",
             "--keep-unit",
             "--console=passive",
-            "--private-network",
+            *network,
             f"--overlay={rootfs}:{upper}:/",
             "--resolv-conf=off",
             "--timezone=off",
@@ -355,6 +455,8 @@ def start_nspawn(guest: Guest, cache: Path, pubkey: str) -> None:
         guest.dir / "nspawn.log",
     )
     guest.pids["nspawn"] = nspawn.pid
+    if guest.network:
+        return
     deadline = time.monotonic() + 30
     while not (init := children(nspawn.pid)):
         if nspawn.poll() is not None or time.monotonic() > deadline:
@@ -493,11 +595,19 @@ def start_qemu(guest: Guest, cache: Path, pubkey: str) -> None:
 
 
 def up(
-    name: str, kind: str = "nspawn", forwards: Sequence[str] = DEFAULT_FORWARDS, timeout: float | None = None
+    name: str,
+    kind: str = "nspawn",
+    forwards: Sequence[str] = DEFAULT_FORWARDS,
+    timeout: float | None = None,
+    network: str = "",
 ) -> Guest:
     valid_name(name)
     if kind not in KINDS:
         raise GuestError(f"kind must be one of {', '.join(KINDS)}")
+    if network and kind != "nspawn":
+        raise GuestError("--network is for nspawn guests (QEMU guests each have their own network)")
+    if network:
+        valid_name(network)
     existing = Guest.load(name)
     if existing and existing.pids and all(existing.alive().values()):
         if existing.kind != kind:
@@ -515,7 +625,12 @@ def up(
             ssh_port=SSH_HOST_PORT,
             forwards=[parse_forward(f) for f in forwards],
             image=cache.name,
+            network=network,
         )
+        if network:
+            taken = {g.lan_address for g in network_members(network)}
+            guest.lan_address = next(f"10.0.2.{n}" for n in range(101, 200) if f"10.0.2.{n}" not in taken)
+            network_up(network)
         for f in guest.forwards:
             if not port_free(address, f.host_port):
                 raise GuestError(f"{address}:{f.host_port} is taken")
@@ -586,6 +701,9 @@ def down(name: str, keep_logs: bool = False) -> None:
                 stop_pid(guest.pids[role], name)
         if "slirp4netns" in guest.pids:
             stop_pid(guest.pids["slirp4netns"], str(gdir), timeout=5)
+        if guest.network:
+            with locked(GUESTS_DIR / "allocate.lock"):
+                leave_network(guest)
     if keep_logs and gdir.exists():
         for item in gdir.iterdir():
             if item.suffix != ".log":
@@ -612,6 +730,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="TCP port to forward on the guest's address (default: 80 and 443; repeatable)",
     )
     p_up.add_argument("--timeout", type=float, help="seconds to wait for SSH")
+    p_up.add_argument("--network", default="", help="nspawn: join this shared network (guests on it reach each other)")
     p_up.add_argument("--json", action="store_true", help="print the guest's details as JSON")
     p_down = sub.add_parser("down", help="stop a guest and remove its state (nothing is left running)")
     p_down.add_argument("names", nargs="+", metavar="name")
@@ -630,7 +749,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "up":
             forwards = args.forward if args.forward is not None else DEFAULT_FORWARDS
-            guest = up(args.name, args.kind, forwards, args.timeout)
+            guest = up(args.name, args.kind, forwards, args.timeout, args.network)
             summary = guest.summary()
             print(json.dumps(summary, indent=2) if args.json else summary["ssh"])
         elif args.command == "down":
