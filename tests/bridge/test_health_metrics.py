@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import time
+from collections.abc import Callable
 
 import httpx
 
@@ -17,14 +19,17 @@ def _counter(text: str, name: str) -> float:
     return float(match.group(1))
 
 
-def test_health_does_not_spawn_a_child_per_check(plain_bridge: Bridge) -> None:
-    before = _counter(httpx.get(f"{plain_bridge.base_url}/metrics").text, "mcp_proxy_children_started_total")
+def test_health_does_not_spawn_a_child_per_check(
+    start_bridge: Callable[..., Bridge], misbehaving_argv: list[str]
+) -> None:
+    bridge = start_bridge(misbehaving_argv, pool_size=1, spare_children=0)
+    before = _counter(httpx.get(f"{bridge.base_url}/metrics").text, "mcp_proxy_children_started_total")
     for _ in range(10):
-        health = httpx.get(f"{plain_bridge.base_url}/health", timeout=10)
+        health = httpx.get(f"{bridge.base_url}/health", timeout=10)
         assert health.status_code == 200
         assert health.json()["status"] == "ok"
-    after = _counter(httpx.get(f"{plain_bridge.base_url}/metrics").text, "mcp_proxy_children_started_total")
-    assert after == before
+    after = _counter(httpx.get(f"{bridge.base_url}/metrics").text, "mcp_proxy_children_started_total")
+    assert after == before == 1
 
 
 def test_metrics_count_requests_sessions_children_and_latency(plain_bridge: Bridge) -> None:
@@ -45,8 +50,12 @@ def test_one_json_log_line_per_request(plain_bridge: Bridge) -> None:
     body, headers = modern_request("tools/call", {"name": "echo", "arguments": {"text": "logged"}})
     headers["X-Auth-User"] = "log-checker"
     httpx.post(plain_bridge.url, json=body, headers=headers, timeout=10)
-    lines = [json.loads(line) for line in plain_bridge.log_text().splitlines() if line.startswith("{")]
-    mine = [e for e in lines if e.get("event") == "request" and e.get("user") == "log-checker"]
+    mine: list[dict[str, object]] = []
+    deadline = time.monotonic() + 5  # the line is written just after the answer is sent
+    while not mine and time.monotonic() < deadline:
+        lines = [json.loads(line) for line in plain_bridge.log_text().splitlines() if line.startswith("{")]
+        mine = [e for e in lines if e.get("event") == "request" and e.get("user") == "log-checker"]
+        time.sleep(0.05)
     assert len(mine) == 1
     entry = mine[0]
     assert entry["status"] == 200 and entry["era"] == "2026-07-28" and entry["rpc_method"] == "tools/call"

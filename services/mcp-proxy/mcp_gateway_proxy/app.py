@@ -48,9 +48,11 @@ class Bridge:
                 "mcp_proxy_sessions_open": lambda: len(self.sessions),
                 "mcp_proxy_children_running": lambda: (
                     len(self.pool.children)
+                    + len(self.sessions.spares)
                     + sum(1 for s in list(self.sessions.sessions.values()) if s.child is not None and s.child.alive)
                 ),
                 "mcp_proxy_pool_children_ready": lambda: len(self.pool.ready),
+                "mcp_proxy_spare_children": lambda: len(self.sessions.spares),
                 "mcp_proxy_modern_requests_in_flight": lambda: self.modern.in_flight,
             }
         )
@@ -60,6 +62,7 @@ class Bridge:
         async with anyio.create_task_group() as tg:
             self._tg = tg
             await tg.start(self.pool.run)
+            await tg.start(self.sessions.keep_spares)
             try:
                 yield
             finally:
@@ -283,3 +286,11 @@ def create_app(settings: Settings) -> Starlette:
     )
     app.state.bridge = bridge
     return app
+
+
+def from_environment() -> Starlette:
+    """App factory for an ASGI server configured only by ``MCP_PROXY_*`` variables (e.g. Gunicorn's uvicorn
+    worker: ``gunicorn -k uvicorn.workers.UvicornWorker -w 1 'mcp_gateway_proxy.app:from_environment()'``)."""
+    from .config import parse_settings
+
+    return create_app(parse_settings([]))

@@ -21,6 +21,7 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()
     max_sessions: int = 100
     pool_size: int = 2
+    spare_children: int = 1
     session_idle_timeout: float = 1800.0
     request_timeout: float = 120.0
     max_body_bytes: int = 8 * 1024 * 1024
@@ -48,6 +49,7 @@ _OPTIONS: list[tuple[str, type, object, str]] = [
     ),
     ("max_sessions", int, 100, "Most handshake-era sessions open at once (each has its own child); beyond: 503."),
     ("pool_size", int, 2, "Children shared by 2026-07-28 (stateless) requests."),
+    ("spare_children", int, 1, "Children kept started ahead of time for new sessions (0: start on demand)."),
     ("session_idle_timeout", float, 1800.0, "Seconds without a request (or open GET stream) before a session ends."),
     ("request_timeout", float, 120.0, "Seconds a request may wait for the child's answer before a timeout error."),
     ("max_body_bytes", int, 8 * 1024 * 1024, "Largest request body accepted; beyond: 413."),
@@ -148,6 +150,7 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
         allowed_origins=origins,
         max_sessions=int(values["max_sessions"]),  # type: ignore[call-overload]
         pool_size=int(values["pool_size"]),  # type: ignore[call-overload]
+        spare_children=max(0, int(values["spare_children"])),  # type: ignore[call-overload]
         session_idle_timeout=float(values["session_idle_timeout"]),  # type: ignore[arg-type]
         request_timeout=float(values["request_timeout"]),  # type: ignore[arg-type]
         max_body_bytes=int(values["max_body_bytes"]),  # type: ignore[call-overload]

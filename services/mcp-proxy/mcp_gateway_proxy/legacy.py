@@ -65,7 +65,15 @@ class BoundedEventStore(EventStore):
 class LegacySession:
     """One ``Mcp-Session-Id``: its SDK transport, its owner, and the child that serves it."""
 
-    def __init__(self, user: str, settings: Settings, metrics: Metrics, on_closed: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        user: str,
+        settings: Settings,
+        metrics: Metrics,
+        on_closed: Callable[[str], None],
+        take_spare: Callable[[], Child | None] = lambda: None,
+    ) -> None:
+        self.take_spare = take_spare
         self.session_id = secrets.token_urlsafe(32)  # 256 random bits, visible ASCII
         self.user = user
         self.settings = settings
@@ -124,17 +132,25 @@ class LegacySession:
     async def _supervise_child(self, tg: anyio.abc.TaskGroup) -> None:
         """Keep one child running for the session; after a crash, start another and replay the handshake."""
         backoff = 0.2
+        spare = self.take_spare()
         while not self.closing:
-            child = Child(
-                self.settings.command,
-                label=f"session-{self.session_id[:8]}",
-                on_unrouted=self._from_child_unrouted,
-                cwd=self.settings.child_cwd,
-                shutdown_grace=self.settings.shutdown_grace,
-            )
-            self.child = child
-            await tg.start(child.run)
-            self.metrics.children_started += 1
+            label = f"session-{self.session_id[:8]}"
+            if spare is not None:
+                # A child started ahead of time (and run by the registry): the session skips the start-up wait.
+                child, spare = spare, None
+                child.label, child.on_unrouted = label, self._from_child_unrouted
+                self.child = child
+            else:
+                child = Child(
+                    self.settings.command,
+                    label=label,
+                    on_unrouted=self._from_child_unrouted,
+                    cwd=self.settings.child_cwd,
+                    shutdown_grace=self.settings.shutdown_grace,
+                )
+                self.child = child
+                await tg.start(child.run)
+                self.metrics.children_started += 1
             if child.alive and self.init_params is not None:
                 await self._replay_handshake(child)
             if child.alive:
@@ -240,6 +256,10 @@ class LegacySession:
             log.debug("session %s closed before a message could be delivered", self.session_id[:8])
 
 
+async def _ignore(_child: Child, _message: JSON) -> None:
+    """A spare child has no client yet; it has nothing to say that anyone waits for."""
+
+
 class SessionRegistry:
     """Open sessions by id, each bound to the user that opened it, capped in number."""
 
@@ -247,6 +267,38 @@ class SessionRegistry:
         self.settings = settings
         self.metrics = metrics
         self.sessions: dict[str, LegacySession] = {}
+        self.spares: list[Child] = []
+
+    async def keep_spares(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Keep ``spare_children`` children started and idle, so that a new session need not wait for one."""
+        async with anyio.create_task_group() as tg:
+            task_status.started()
+            failures = 0
+            while self.settings.spare_children > 0:
+                self.spares = [c for c in self.spares if c.alive]
+                if len(self.spares) < self.settings.spare_children:
+                    child = Child(
+                        self.settings.command,
+                        label="spare",
+                        on_unrouted=_ignore,
+                        cwd=self.settings.child_cwd,
+                        shutdown_grace=self.settings.shutdown_grace,
+                    )
+                    await tg.start(child.run)
+                    self.metrics.children_started += 1
+                    if child.alive:
+                        self.spares.append(child)
+                        failures = 0
+                    else:
+                        failures += 1
+                await anyio.sleep(min(0.2 * 2**failures, 30.0))
+
+    def _take_spare(self) -> Child | None:
+        while self.spares:
+            child = self.spares.pop(0)
+            if child.alive:
+                return child
+        return None
 
     def __len__(self) -> int:
         return len(self.sessions)
@@ -261,7 +313,7 @@ class SessionRegistry:
     async def open(self, user: str, tg: anyio.abc.TaskGroup) -> LegacySession | None:
         if len(self.sessions) >= self.settings.max_sessions:
             return None
-        session = LegacySession(user, self.settings, self.metrics, self._closed)
+        session = LegacySession(user, self.settings, self.metrics, self._closed, self._take_spare)
         self.sessions[session.session_id] = session
         await tg.start(session.run)
         return session
