@@ -69,7 +69,7 @@ def render_overrides(root: Path, **extra: Any) -> dict[str, Any]:
         "traefik_listen_address": "127.0.0.1",
         "auth_github_client_id": "Iv1.test-client-id",
         "auth_github_client_secret": "test-client-secret",
-        "render_secret_key": "test-session-secret",
+        "render_secret_key": "test-session-secret-" + "0123456789abcdef" * 3,
         "render_redis_password": "test-redis-password",
         **extra,
     }
