@@ -75,6 +75,6 @@ class KeyRing:
             raise jwt.InvalidAlgorithmError("only RS256 is accepted")
         key = self._public.get(str(header.get("kid")))
         if key is None:
-            raise jwt.InvalidKeyError("unknown kid")
+            raise jwt.InvalidSignatureError("unknown kid")
         options = {"require": ["exp", "iat", "iss", "sub", "aud", "jti"], "verify_aud": audience is not None}
         return jwt.decode(token, key, algorithms=["RS256"], issuer=issuer, audience=audience, options=options, leeway=5)

@@ -1,0 +1,41 @@
+"""Key rotation: the first key signs, every listed key verifies and is published."""
+
+import jwt
+
+from tests.auth.oauthflow import Browser, api, register, tokens_for, verify
+from tests.harness.auth import write_rsa_key
+
+
+def _kids(service):
+    with api(service) as http:
+        return [k["kid"] for k in http.get("/jwks").json()["keys"]]
+
+
+def test_old_tokens_keep_working_while_the_old_key_is_listed(auth_factory, github, tmp_path):
+    old, new = write_rsa_key(tmp_path / "old.pem"), write_rsa_key(tmp_path / "new.pem")
+    before = auth_factory(signing_keys=[old])
+    agent = Browser(before, github)
+    try:
+        client = register(before)
+        old_token = tokens_for(agent, client)["access_token"]
+    finally:
+        agent.close()
+    (old_kid,) = _kids(before)
+    before.stop()
+
+    rotated = auth_factory(signing_keys=[new, old])
+    kids = _kids(rotated)
+    assert len(kids) == 2 and kids[1] == old_kid
+    assert verify(rotated, old_token).status_code == 200
+    agent = Browser(rotated, github)
+    try:
+        new_token = tokens_for(agent, register(rotated))["access_token"]
+    finally:
+        agent.close()
+    assert jwt.get_unverified_header(new_token)["kid"] == kids[0]
+    rotated.stop()
+
+    retired = auth_factory(signing_keys=[new])
+    assert _kids(retired) == [kids[0]]
+    assert verify(retired, old_token).status_code == 401
+    assert verify(retired, new_token).status_code == 200
