@@ -9,6 +9,7 @@ Standard library only, so it starts in milliseconds. Tools:
   flood_stderr(lines)   writes that many lines to stderr, then answers
   garbage()             prints non-JSON lines to stdout, then answers
   pid()                 answers with its process id
+  ask(question)         asks the client (sampling/createMessage) and answers with the client's reply
 """
 
 import json
@@ -16,7 +17,8 @@ import os
 import sys
 import time
 
-TOOLS = ["echo", "big", "crash", "hang", "freeze", "flood_stderr", "garbage", "pid"]
+TOOLS = ["echo", "big", "crash", "hang", "freeze", "flood_stderr", "garbage", "pid", "ask"]
+ASKED = {}  # our request id -> the tools/call request id waiting for the answer
 
 
 def send(message):
@@ -50,6 +52,12 @@ def call_tool(request_id, name, args):
         text_result(request_id, "after garbage")
     elif name == "pid":
         text_result(request_id, str(os.getpid()))
+    elif name == "ask":
+        ask_id = f"ask-{request_id}"
+        ASKED[ask_id] = request_id
+        question = {"role": "user", "content": {"type": "text", "text": str(args.get("question", "?"))}}
+        params = {"messages": [question], "maxTokens": 10}
+        send({"jsonrpc": "2.0", "id": ask_id, "method": "sampling/createMessage", "params": params})
     else:
         send({"jsonrpc": "2.0", "id": request_id, "error": {"code": -32602, "message": f"Unknown tool: {name}"}})
 
@@ -60,8 +68,15 @@ def main():
             continue
         message = json.loads(line)
         method, request_id = message.get("method"), message.get("id")
+        if method is None and request_id in ASKED:
+            waiting = ASKED.pop(request_id)
+            if "result" in message:
+                text_result(waiting, "client said: " + message["result"]["content"]["text"])
+            else:
+                text_result(waiting, "client refused: " + message["error"]["message"])
+            continue
         if request_id is None or method is None:
-            continue  # notifications and responses
+            continue  # notifications and other responses
         if method == "initialize":
             send(
                 {

@@ -118,3 +118,44 @@ async def test_roots_request_is_answered_by_a_legacy_client(real_bridge: Callabl
         async with Client(real_bridge("everything").url, mode="legacy", list_roots_callback=roots) as client:
             result = await client.call_tool("get-roots-list", {})
     assert "bridge-test" in _text(result)
+
+
+async def test_sampling_reaches_a_2026_client_as_an_input_request(real_bridge: Callable[[str], Bridge]) -> None:
+    asked: list[types.CreateMessageRequestParams] = []
+
+    async def sample(_ctx: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+        asked.append(params)
+        return types.CreateMessageResult(
+            role="assistant", content=types.TextContent(type="text", text="sampled over MRTR"), model="test-model"
+        )
+
+    with anyio.fail_after(30):
+        async with Client(real_bridge("everything").url, mode="2026-07-28", sampling_callback=sample) as client:
+            result = await client.call_tool("trigger-sampling-request", {"prompt": "Say hi", "maxTokens": 20})
+    assert asked, "the server's sampling request never reached the client"
+    assert "sampled over MRTR" in _text(result)
+
+
+async def test_elicitation_reaches_a_2026_client_as_an_input_request(real_bridge: Callable[[str], Bridge]) -> None:
+    asked: list[Any] = []
+
+    async def elicit(_ctx: Any, params: Any) -> types.ElicitResult:
+        asked.append(params)
+        return types.ElicitResult(action="decline")
+
+    with anyio.fail_after(30):
+        async with Client(real_bridge("everything").url, mode="2026-07-28", elicitation_callback=elicit) as client:
+            result = await client.call_tool("trigger-elicitation-request", {})
+    assert asked
+    assert "decline" in _text(result).lower()
+
+
+async def test_a_2026_client_without_sampling_gets_an_error_not_a_hang(real_bridge: Callable[[str], Bridge]) -> None:
+    with anyio.fail_after(30):
+        async with Client(real_bridge("everything").url, mode="2026-07-28") as client:
+            try:
+                result = await client.call_tool("trigger-sampling-request", {"prompt": "Say hi", "maxTokens": 20})
+            except Exception as exc:  # noqa: BLE001 - either an error result or an MCPError is a clear answer
+                assert "sampling" in str(exc).lower() or "not available" in str(exc).lower()
+            else:
+                assert result.is_error

@@ -61,6 +61,7 @@ class Bridge:
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         async with anyio.create_task_group() as tg:
             self._tg = tg
+            self.modern.tg = tg
             await tg.start(self.pool.run)
             await tg.start(self.sessions.keep_spares)
             try:

@@ -50,6 +50,7 @@ class Pending:
     client_progress_token: Any = None
     notify: Callable[[JSON], Awaitable[None]] | None = None
     log_opt_in: bool = False
+    on_server_request: Callable[[JSON], Awaitable[None]] | None = None
     done: anyio.Event = field(default_factory=anyio.Event)
     response: JSON | None = None
 
@@ -237,6 +238,7 @@ class Child:
         notify: Callable[[JSON], Awaitable[None]] | None = None,
         log_opt_in: bool = False,
         on_sent: Callable[[int], None] | None = None,
+        on_server_request: Callable[[JSON], Awaitable[None]] | None = None,
     ) -> JSON:
         """Send a request under a fresh id and return the child's response message (``result`` or ``error``).
 
@@ -245,7 +247,7 @@ class Child:
         is returned at once.
         """
         bridge_id = next(self._ids)
-        waiter = Pending(method=method, notify=notify, log_opt_in=log_opt_in)
+        waiter = Pending(method=method, notify=notify, log_opt_in=log_opt_in, on_server_request=on_server_request)
         params = dict(params) if params is not None else None
         meta = params.get("_meta") if params is not None else None
         if isinstance(meta, dict) and "progressToken" in meta:

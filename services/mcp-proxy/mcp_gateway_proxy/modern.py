@@ -13,8 +13,10 @@ is answered from the child's ``initialize`` result.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import secrets
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -32,6 +34,7 @@ from mcp.shared.inbound import (
 )
 from mcp_types import (
     HEADER_MISMATCH,
+    INVALID_PARAMS,
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
     PARSE_ERROR,
@@ -137,7 +140,12 @@ class ChildPool:
                 return False
         response = await child.request(
             "initialize",
-            {"protocolVersion": LATEST_HANDSHAKE_VERSION, "capabilities": {}, "clientInfo": BRIDGE_CLIENT_INFO},
+            {
+                "protocolVersion": LATEST_HANDSHAKE_VERSION,
+                # Relayed to 2026-07-28 clients as input requests (see Exchange), for those that declare them.
+                "capabilities": {"sampling": {}, "elicitation": {}},
+                "clientInfo": BRIDGE_CLIENT_INFO,
+            },
             timeout=timeout,
         )
         result = response.get("result")
@@ -186,8 +194,13 @@ class ChildPool:
         if method is None:
             return  # a late answer to a request that timed out or was cancelled
         if "id" in message:
-            # A 2026-07-28 exchange has no back-channel for server-to-client requests, and the bridge told a
-            # handshake-era child it has no client capabilities; answer so the child is not left waiting.
+            # A stdio server does not say which request its question belongs to: it is relayed (as an input
+            # request) only when exactly one request is in flight on this child; otherwise it is refused
+            # rather than shown to the wrong client, so the child is never left waiting.
+            waiters = list(child.pending.values())
+            if len(waiters) == 1 and waiters[0].on_server_request is not None:
+                await waiters[0].on_server_request(message)
+                return
             await _safe_send(child, _error(message["id"], METHOD_NOT_FOUND, f"{method} is not available"))
             return
         if method in ("notifications/message", "notifications/progress"):
@@ -220,12 +233,101 @@ def _strip_envelope(params: Mapping[str, Any] | None) -> tuple[JSON | None, bool
     return params, opted_in
 
 
+# Client capability each server-to-client request needs before it may be relayed as an input request.
+_NEEDS_CAPABILITY = {"sampling/createMessage": "sampling", "elicitation/create": "elicitation", "roots/list": "roots"}
+
+
+class Exchange:
+    """One 2026-07-28 request to a child, which may outlive its HTTP request.
+
+    A handshake-era child may ask the client something (sampling, elicitation, roots) while it works on a
+    request. 2026-07-28 has no back-channel for that; its replacement is the multi-round-trip result
+    (``resultType: "input_required"``): the bridge answers the HTTP request with the child's question as an
+    input request and an opaque ``requestState``, keeps the child's request waiting, and when the client
+    retries with ``inputResponses`` and that state, passes the answers to the child and goes on waiting.
+    """
+
+    def __init__(self, handler: ModernHandler, child: Child, method: str, user: str, client_capabilities: JSON) -> None:
+        self.handler = handler
+        self.child = child
+        self.method = method
+        self.user = user
+        self.client_capabilities = client_capabilities
+        self.token = secrets.token_urlsafe(24)
+        self.events_in, self.events_out = anyio.create_memory_object_stream[JSON](256)
+        self.awaiting: dict[str, Any] = {}  # input request key -> the child's JSON-RPC request id
+        self.attached = False
+        self.finished = False
+        self.scope = anyio.CancelScope()
+        self._keys = itertools.count(1)
+
+    async def run(self, params: JSON | None, log_opt_in: bool) -> None:
+        response: JSON | None = None
+        with self.scope:
+            response = await self.child.request(
+                self.method,
+                params,
+                timeout=self.handler.settings.request_timeout,
+                notify=self._event,
+                log_opt_in=log_opt_in,
+                on_server_request=self._server_request,
+            )
+            if response.get("error", {}).get("code") == REQUEST_TIMEOUT:
+                await self.child.kill_if_unresponsive(min(5.0, self.handler.settings.request_timeout))
+        if response is not None:
+            await self._event({"outcome": response})
+        if not self.attached:
+            # Nobody is there to read the outcome (the client never retried): forget the exchange.
+            self.handler.exchanges.pop(self.token, None)
+
+    async def _event(self, event: JSON) -> None:
+        try:
+            self.events_in.send_nowait(event)
+        except anyio.WouldBlock:
+            log.warning(json.dumps({"event": "exchange_event_dropped", "child": self.child.label}))
+
+    async def _server_request(self, message: JSON) -> None:
+        method = message.get("method", "")
+        needed = _NEEDS_CAPABILITY.get(method)
+        if needed is None or needed not in self.client_capabilities:
+            reason = f"the client did not declare the {needed or method} capability"
+            await _safe_send(self.child, _error(message["id"], METHOD_NOT_FOUND, reason))
+            return
+        await self._event({"server_request": message})
+
+    def input_required(self, request_id: Any, message: JSON) -> JSON:
+        key = f"input-{next(self._keys)}"
+        self.awaiting[key] = message["id"]
+        self.handler.exchanges[self.token] = self
+        request: JSON = {"method": message["method"]}
+        if message.get("params") is not None:
+            request["params"] = message["params"]
+        result = {"resultType": "input_required", "inputRequests": {key: request}, "requestState": self.token}
+        return {"jsonrpc": "2.0", "id": request_id, "result": result}
+
+    async def answer(self, responses: JSON) -> None:
+        """Hand the client's answers to the child's waiting requests (unanswered ones get an error)."""
+        for key, child_request_id in list(self.awaiting.items()):
+            del self.awaiting[key]
+            value = responses.get(key)
+            if isinstance(value, dict):
+                await _safe_send(self.child, {"jsonrpc": "2.0", "id": child_request_id, "result": value})
+            else:
+                await _safe_send(self.child, _error(child_request_id, INVALID_PARAMS, "the client gave no answer"))
+
+    def cancel(self) -> None:
+        self.handler.exchanges.pop(self.token, None)
+        self.scope.cancel()
+
+
 class ModernHandler:
     def __init__(self, settings: Settings, metrics: Metrics, pool: ChildPool) -> None:
         self.settings = settings
         self.metrics = metrics
         self.pool = pool
         self.in_flight = 0
+        self.exchanges: dict[str, Exchange] = {}  # requestState -> exchange waiting for the client's input
+        self.tg: anyio.abc.TaskGroup | None = None  # exchanges run here: they may outlive their HTTP request
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, body: bytes, info: dict[str, Any]) -> None:
         request = Request(scope, receive)
@@ -303,76 +405,97 @@ class ModernHandler:
         if method == "server/discover" and self.pool.passthrough is False and self.pool.discover_result is not None:
             await self._reply(send, info, {"jsonrpc": "2.0", "id": request_id, "result": self.pool.discover_result})
             return
+        state = params.get("requestState") if isinstance(params, dict) else None
+        if isinstance(state, str) and self.pool.passthrough is False:
+            # The retry of a request that was answered with input_required: it continues the parked exchange.
+            exchange = self.exchanges.get(state)
+            if exchange is None or exchange.user != info["user"] or exchange.method != method:
+                message = "requestState is unknown or has expired; send the request again without it"
+                await self._reply(send, info, _error(request_id, INVALID_PARAMS, message))
+                return
+            await exchange.answer((params or {}).get("inputResponses") or {})
+            await self._drive(send, receive, info, request_id, exchange, has_sse)
+            return
         child = await self.pool.acquire(self.settings.request_timeout)
         if child is None:
             await _respond_rpc(
                 send, 503, _error(request_id, CHILD_EXITED, "No MCP server process is available"), retry_after=2
             )
             return
-        log_opt_in = isinstance(params, dict) and LOG_LEVEL_META_KEY in (params.get("_meta") or {})
+        meta = (params or {}).get("_meta") if isinstance(params, dict) else None
+        meta = meta if isinstance(meta, dict) else {}
+        log_opt_in = LOG_LEVEL_META_KEY in meta
+        capabilities = meta.get("io.modelcontextprotocol/clientCapabilities")
         if not self.pool.passthrough:
             params, _ = _strip_envelope(params)
+            if isinstance(params, dict):
+                params.pop("inputResponses", None)
+                params.pop("requestState", None)
+        exchange = Exchange(self, child, method, info["user"], capabilities if isinstance(capabilities, dict) else {})
+        assert self.tg is not None
+        self.tg.start_soon(exchange.run, params, log_opt_in and has_sse)
+        await self._drive(send, receive, info, request_id, exchange, has_sse)
 
-        events_send, events_receive = anyio.create_memory_object_stream[JSON](64)
-        outcome: list[JSON] = []
+    async def _drive(
+        self, send: Send, receive: Receive, info: dict[str, Any], request_id: Any, exchange: Exchange, has_sse: bool
+    ) -> None:
+        """Answer one HTTP request from the exchange's events: JSON when the outcome comes before any
+        notification, else SSE (notifications, keep-alive comments, then the outcome). The outcome is the
+        child's response, or an ``input_required`` result when the child asks the client for something."""
+        committed = False
+        completed = False
 
-        async def notify(notification: JSON) -> None:
-            try:
-                await events_send.send(notification)
-            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-                pass
-
-        async def run_request() -> None:
-            async with events_send:
-                response = await child.request(
-                    method,
-                    params,
-                    timeout=self.settings.request_timeout,
-                    notify=notify if has_sse else None,
-                    log_opt_in=log_opt_in and has_sse,
-                )
-                if response.get("error", {}).get("code") == REQUEST_TIMEOUT:
-                    await child.kill_if_unresponsive(min(5.0, self.settings.request_timeout))
-                outcome.append(response)
+        async def commit() -> None:
+            nonlocal committed
+            if not committed:
+                committed = True
+                info["sse"] = True
+                await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
 
         async def watch_disconnect(cancel_scope: anyio.CancelScope) -> None:
             while (await receive())["type"] != "http.disconnect":
                 pass
             cancel_scope.cancel()
 
-        async with events_receive, anyio.create_task_group() as tg:
-            tg.start_soon(watch_disconnect, tg.cancel_scope)
-            tg.start_soon(run_request)
-            # Answer with JSON when the result comes before any notification; commit to SSE otherwise, or
-            # when the wait gets long enough that an idle proxy might cut the connection.
-            first: JSON | None = None
-            finished = False
-            with anyio.move_on_after(self.settings.sse_keepalive if has_sse else float("inf")):
-                try:
-                    first = await events_receive.receive()
-                except anyio.EndOfStream:
-                    finished = True
-            if finished:
-                await self._reply(send, info, self._finish(outcome[0], request_id, method))
-            else:
-                info["sse"] = True
-                await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
-                while not finished:
-                    chunk = _sse_event(first) if first is not None else b": keep-alive\n\n"
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                    first = None
-                    with anyio.move_on_after(self.settings.sse_keepalive):
-                        try:
-                            first = await events_receive.receive()
-                        except anyio.EndOfStream:
-                            finished = True
-                final = self._finish(outcome[0], request_id, method)
-                self._count(info, final)
-                info["status"] = 200
-                await send({"type": "http.response.body", "body": _sse_event(final), "more_body": False})
-            tg.cancel_scope.cancel()
-        # A client that closes the response stream cancels (2026-07-28): the cancelled child.request tells
-        # the child so itself.
+        exchange.attached = True
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(watch_disconnect, tg.cancel_scope)
+                while True:
+                    event: JSON | None = None
+                    with anyio.move_on_after(self.settings.sse_keepalive if has_sse else float("inf")):
+                        event = await exchange.events_out.receive()
+                    if event is None:
+                        # A long wait: commit to SSE and keep idle proxies from cutting the connection.
+                        await commit()
+                        await send({"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True})
+                        continue
+                    if "outcome" not in event and "server_request" not in event:
+                        if has_sse:
+                            await commit()
+                            await send({"type": "http.response.body", "body": _sse_event(event), "more_body": True})
+                        continue
+                    if "server_request" in event:
+                        final = exchange.input_required(request_id, event["server_request"])
+                    else:
+                        final = self._finish(event["outcome"], request_id, exchange.method)
+                        exchange.finished = True
+                    if committed:
+                        self._count(info, final)
+                        info["status"] = 200
+                        await send({"type": "http.response.body", "body": _sse_event(final), "more_body": False})
+                    else:
+                        await self._reply(send, info, final)
+                    completed = True
+                    tg.cancel_scope.cancel()
+                    break
+        finally:
+            exchange.attached = False
+            if exchange.finished:
+                self.exchanges.pop(exchange.token, None)
+            elif not completed:
+                # A client that closes the response stream cancels the request (2026-07-28).
+                exchange.cancel()
 
     def _finish(self, response: JSON, request_id: Any, method: str) -> JSON:
         response = {**response, "id": request_id}
