@@ -158,3 +158,26 @@ def test_deleting_a_client_revokes_its_tokens(auth_service, browser):
         )
     assert response.status_code == 401
     assert response.json()["error"] == "invalid_client"
+
+
+def test_an_expired_registration_answers_invalid_client_so_clients_re_register(auth_factory, github):
+    import time
+
+    from tests.auth.oauthflow import Browser, authorize_url, pkce
+
+    service = auth_factory(env={"AUTH_CLIENT_TTL": "2"})
+    client = register(service)
+    time.sleep(3)
+    agent = Browser(service, github)
+    try:
+        _, challenge = pkce()
+        outcome = agent.open(authorize_url(service, client["client_id"], challenge))
+    finally:
+        agent.close()
+    assert outcome.location is None and "invalid_client" in outcome.response.text
+    with api(service) as http:
+        response = http.post(
+            "/token", data={"grant_type": "refresh_token", "refresh_token": "x", "client_id": client["client_id"]}
+        )
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_client"

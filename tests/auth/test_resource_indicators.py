@@ -44,3 +44,18 @@ def test_a_per_service_allowlist_narrows_the_global_one(browser, auth_service, g
         outcome = browser.consent(outcome.response)
     assert outcome.params["error"] == "access_denied"
     assert "code" not in outcome.params
+
+
+@pytest.mark.parametrize("scope", ["admin", "mcp admin", "openid"])
+def test_unknown_scopes_are_invalid_scope(browser, auth_service, scope):
+    client = register(auth_service)
+    _, challenge = pkce()
+    outcome = browser.open(authorize_url(auth_service, client["client_id"], challenge, scope=scope, state="sc"))
+    assert outcome.params["error"] == "invalid_scope"
+    assert outcome.params["state"] == "sc" and outcome.params["iss"] == auth_service.issuer
+
+
+def test_no_scope_means_the_default_scope(browser, auth_service):
+    client = register(auth_service)
+    tokens = tokens_for(browser, client, scope=None)
+    assert tokens["scope"] == "mcp"

@@ -37,6 +37,7 @@ def test_authorize_parameters_are_never_reflected_raw(browser, auth_service, par
     client_id = PAYLOAD if param == "client_id" else client["client_id"]
     overrides = {} if param == "client_id" else {param: PAYLOAD}
     outcome = browser.open(authorize_url(auth_service, client_id, challenge, **overrides))
+    assert outcome.response.status_code < 500
     if outcome.location is None:
         _clean(outcome.response)
     else:
@@ -65,6 +66,16 @@ def test_client_metadata_is_escaped_on_the_consent_page(browser, auth_service):
 def test_error_pages_and_json_errors_escape_what_they_show(auth_service, path):
     with api(auth_service) as http:
         _clean(http.get(path))
+
+
+@pytest.mark.parametrize("field", ["grant_type", "token_type_hint", "client_id", "resource", "scope"])
+def test_token_endpoint_errors_survive_hostile_values(auth_service, field):
+    form = {"grant_type": "refresh_token", "refresh_token": "x", "client_id": "c", field: PAYLOAD}
+    with api(auth_service) as http:
+        for path in ("/token", "/revoke", "/introspect"):
+            response = http.post(path, data={**form, "token": "x"})
+            assert response.status_code < 500
+            _clean(response)
 
 
 def test_consent_form_fields_are_escaped(browser, auth_service):

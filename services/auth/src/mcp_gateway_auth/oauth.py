@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -63,9 +64,28 @@ class User:
 
 
 # -- requests: the URI is always the public https one, whatever hop reached us ---------------------
+_TOKEN_WORD = re.compile(r"^[A-Za-z0-9_:.\- ]{1,100}$")
+
+
+def _safe_word(value):
+    """authlib quotes response_type and grant_type into error descriptions, which must be plain
+    ASCII without quotes or backslashes; anything else is simply an unsupported value."""
+    if value is None or _TOKEN_WORD.match(value):
+        return value
+    return "unsupported"
+
+
 class _FlaskPayload(BasicOAuth2Payload):
     def __init__(self, values) -> None:
         self._values = values
+
+    @property
+    def response_type(self):
+        return _safe_word(super().response_type)
+
+    @property
+    def grant_type(self):
+        return _safe_word(super().grant_type)
 
     @property
     def data(self):
