@@ -140,5 +140,24 @@ def test_a_server_that_cannot_start_is_reported_unhealthy(start_bridge: Callable
             except httpx.HTTPError:
                 time.sleep(0.1)
         assert status == 503
+        body, headers = modern_request("tools/list")
+        started = time.monotonic()
+        modern = httpx.post(bridge.url, json=body, headers=headers, timeout=30)
+        assert modern.status_code == 503 and "retry-after" in modern.headers
+        init = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {},
+                "clientInfo": {"name": "c", "version": "1"},
+            },
+        }
+        legacy = httpx.post(
+            bridge.url, json=init, headers={"Accept": "application/json, text/event-stream"}, timeout=30
+        )
+        assert "error" in rpc_messages(legacy)[-1]
+        assert time.monotonic() - started < 10, "a server that cannot start is reported at once, not after timeouts"
     finally:
         bridge.stop()

@@ -97,6 +97,11 @@ class Child:
         return self.process is not None and not self.exited.is_set()
 
     @property
+    def spawn_failed(self) -> bool:
+        """The command could not even be started (not found, not executable)."""
+        return self.process is None and self.exited.is_set()
+
+    @property
     def pid(self) -> int | None:
         return self.process.pid if self.process is not None else None
 

@@ -196,6 +196,8 @@ class LegacySession:
             log.debug("dropped a client message: the child is gone")
 
     async def _ready_child(self) -> Child | None:
+        if self.child is not None and self.child.spawn_failed:
+            return None  # answer at once: waiting will not make a missing command appear
         with anyio.move_on_after(self.settings.request_timeout):
             await self.child_ready.wait()
             return self.child
@@ -230,6 +232,8 @@ class LegacySession:
                 await child.kill_if_unresponsive(min(5.0, self.settings.request_timeout))
         if method == "initialize" and "result" in response:
             self.initialized_ok = True
+        if isinstance(response.get("error"), dict):
+            self.metrics.rpc_errors[("legacy", int(response["error"].get("code", 0)))] += 1
         response = {**response, "id": client_id}
         await self._to_client(response)
 

@@ -75,6 +75,7 @@ class ChildPool:
         self.passthrough: bool | None = None  # True: the child speaks 2026-07-28 itself
         self.discover_result: JSON | None = None
         self.initialize_result: JSON | None = None
+        self.failing = False  # the last child started could not be made ready
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with anyio.create_task_group() as tg:
@@ -102,9 +103,12 @@ class ChildPool:
             try:
                 if child.alive and await self._prepare(child):
                     backoff = 0.2
+                    self.failing = False
                     self.ready.append(child)
                     self._notify_ready()
-                elif child.alive:
+                else:
+                    self.failing = True
+                    self._notify_ready()
                     await child.kill()
                 await child.exited.wait()
             finally:
@@ -186,6 +190,8 @@ class ChildPool:
                 alive = [c for c in self.ready if c.alive]
                 if alive:
                     return min(alive, key=lambda c: len(c.pending))
+                if self.failing:
+                    return None  # the server does not start: say so now (503) rather than after the timeout
                 await self.ready_changed.wait()
         return None
 
