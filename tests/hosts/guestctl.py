@@ -204,14 +204,26 @@ def valid_name(name: str) -> str:
 
 
 def allocate_address() -> str:
-    """The lowest 127.0.2.N not used by another guest of this work tree and free to bind."""
+    """The next free 127.0.2.N after the one handed out last (called under allocate.lock).
+
+    Round robin rather than lowest-free, so a new guest does not inherit the address of one just
+    destroyed, nor the SSH connections (ControlPersist) and known-host entries still pointing at it.
+    """
     used = set()
     for state in (GUESTS_DIR / "guests").glob("*/guest.json"):
         with contextlib.suppress(ValueError, OSError):
             used.add(json.loads(state.read_text())["address"])
-    for n in range(10, 250):
+    last_file = GUESTS_DIR / "last-address"
+    try:
+        last = int(last_file.read_text().rsplit(".", 1)[-1])
+    except (OSError, ValueError):
+        last = 9
+    pool = list(range(10, 250))
+    start = pool.index(last) + 1 if last in pool else 0
+    for n in pool[start:] + pool[:start]:
         address = f"127.0.2.{n}"
         if address not in used and port_free(address, SSH_HOST_PORT):
+            last_file.write_text(address + "\n")
             return address
     raise GuestError("no free 127.0.2.N address")
 
@@ -547,7 +559,9 @@ def start_qemu(guest: Guest, cache: Path, pubkey: str) -> None:
     )
     credential = base64.b64encode(pubkey.encode()).decode()
     memory = os.environ.get("GUEST_QEMU_MEMORY", "2048")
-    smp = os.environ.get("GUEST_QEMU_SMP", "2")
+    # One vCPU under TCG: on a busy 2-core machine two emulated vCPUs starve each other into soft
+    # lockups (measured: a reboot stalled in udev for minutes at load 7).
+    smp = os.environ.get("GUEST_QEMU_SMP", "2" if guest.accel == "kvm" else "1")
     subprocess.run(
         [
             "qemu-system-x86_64",
