@@ -9,6 +9,7 @@ Standard library only, so it starts in milliseconds. Tools:
   flood_stderr(lines)   writes that many lines to stderr, then answers
   garbage()             prints non-JSON lines to stdout, then answers
   pid()                 answers with its process id
+  raw()                 answers with the exact JSON-RPC message it received, and its environment
   ask(question)         asks the client (sampling/createMessage) and answers with the client's reply
 """
 
@@ -17,7 +18,7 @@ import os
 import sys
 import time
 
-TOOLS = ["echo", "big", "crash", "hang", "freeze", "flood_stderr", "garbage", "pid", "ask"]
+TOOLS = ["echo", "big", "crash", "hang", "freeze", "flood_stderr", "garbage", "pid", "ask", "raw"]
 ASKED = {}  # our request id -> the tools/call request id waiting for the answer
 
 
@@ -30,8 +31,10 @@ def text_result(request_id, text):
     send({"jsonrpc": "2.0", "id": request_id, "result": {"content": [{"type": "text", "text": text}]}})
 
 
-def call_tool(request_id, name, args):
-    if name == "echo":
+def call_tool(request_id, name, args, message=None):
+    if name == "raw":
+        text_result(request_id, json.dumps({"message": message, "environ": dict(os.environ)}))
+    elif name == "echo":
         text_result(request_id, str(args.get("text", "")))
     elif name == "big":
         text_result(request_id, "x" * int(float(args.get("mib", 1)) * 1024 * 1024))
@@ -96,7 +99,7 @@ def main():
             send({"jsonrpc": "2.0", "id": request_id, "result": {"tools": tools}})
         elif method == "tools/call":
             params = message.get("params") or {}
-            call_tool(request_id, params.get("name"), params.get("arguments") or {})
+            call_tool(request_id, params.get("name"), params.get("arguments") or {}, message)
         else:
             send({"jsonrpc": "2.0", "id": request_id, "error": {"code": -32601, "message": "Method not found"}})
 

@@ -100,3 +100,26 @@ def test_serving_on_a_unix_socket(tmp_path: Path, misbehaving_argv: list[str]) -
             assert status == 200
             body, headers = modern_request("tools/list")
             assert http.post("/mcp", json=body, headers=headers).status_code == 200
+
+
+def test_served_by_gunicorns_uvicorn_worker(tmp_path: Path, misbehaving_argv: list[str]) -> None:
+    gunicorn = Path(mcp_proxy_executable()).with_name("gunicorn")
+    if not gunicorn.exists():
+        pytest.skip("gunicorn is not installed")
+    port = free_port()
+    env = {**os.environ, "MCP_PROXY_POOL_SIZE": "1", "MCP_PROXY_COMMAND": shlex.join(misbehaving_argv)}
+    argv = [
+        str(gunicorn),
+        "-k",
+        "uvicorn.workers.UvicornWorker",
+        "-w",
+        "1",
+        "-b",
+        f"127.0.0.1:{port}",
+        "mcp_gateway_proxy.app:from_environment()",
+    ]
+    with ManagedProcess("gunicorn-bridge", argv, log_dir=tmp_path, env=env) as proc:
+        proc.wait_for_http(f"http://127.0.0.1:{port}/health", ok=lambda r: r.status_code == 200)
+        body, headers = modern_request("tools/call", {"name": "echo", "arguments": {"text": "gunicorn"}})
+        response = httpx.post(f"http://127.0.0.1:{port}/mcp", json=body, headers=headers, timeout=20)
+        assert response.json()["result"]["content"][0]["text"] == "gunicorn"

@@ -292,6 +292,9 @@ def create_app(settings: Settings) -> Starlette:
 def from_environment() -> Starlette:
     """App factory for an ASGI server configured only by ``MCP_PROXY_*`` variables (e.g. Gunicorn's uvicorn
     worker: ``gunicorn -k uvicorn.workers.UvicornWorker -w 1 'mcp_gateway_proxy.app:from_environment()'``)."""
+    from .cli import configure_logging
     from .config import parse_settings
 
-    return create_app(parse_settings([]))
+    settings = parse_settings([])
+    configure_logging(settings.log_level)
+    return create_app(settings)
