@@ -64,3 +64,36 @@ def test_a_body_under_the_limit_passes(http: httpx.Client, plain_bridge: Bridge)
     response = http.post(plain_bridge.url, json=body, headers=headers)
     assert response.status_code == 200
     assert len(response.json()["result"]["content"][0]["text"]) == 60000
+
+
+def test_an_allowed_browser_origin_gets_cors_headers(http: httpx.Client, plain_bridge: Bridge) -> None:
+    origin = "http://localhost:6274"
+    preflight = http.options(
+        plain_bridge.url,
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "mcp-protocol-version, mcp-session-id",
+        },
+    )
+    assert preflight.status_code == 204
+    assert preflight.headers["access-control-allow-origin"] == origin
+    allowed = preflight.headers["access-control-allow-headers"].lower()
+    for header in (
+        "authorization",
+        "mcp-protocol-version",
+        "mcp-session-id",
+        "mcp-method",
+        "mcp-name",
+        "last-event-id",
+    ):
+        assert header in allowed
+    response = http.post(plain_bridge.url, json=INIT, headers={"Accept": ACCEPT_BOTH, "Origin": origin})
+    assert response.headers["access-control-allow-origin"] == origin
+    assert "mcp-session-id" in response.headers["access-control-expose-headers"].lower()
+
+
+def test_a_foreign_origin_gets_no_cors_headers(http: httpx.Client, plain_bridge: Bridge) -> None:
+    preflight = http.options(plain_bridge.url, headers={"Origin": "https://evil.example"})
+    assert preflight.status_code in (403, 405)
+    assert "access-control-allow-origin" not in preflight.headers

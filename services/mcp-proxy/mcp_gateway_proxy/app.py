@@ -86,13 +86,25 @@ class Bridge:
         user = (headers.get(self.settings.user_header) or "").strip() or "anonymous"
         info: dict[str, Any] = {"era": "unknown", "status": None, "user": user}
 
+        origin = headers.get("origin")
+        cors = origin is not None and self.origin_allowed(origin)
+
         async def watched_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 info["status"] = message["status"]
                 for key, value in message.get("headers", []):
                     if key.lower() == b"content-type" and value.startswith(b"text/event-stream"):
                         info["sse"] = True
+                if cors:
+                    message = {**message, "headers": [*message.get("headers", []), *_cors_headers(origin)]}
             await send(message)
+
+        if scope["method"] == "OPTIONS" and cors:
+            # A browser client's preflight (the MCP Inspector): allowed origins only, nothing else is served.
+            info["era"] = "cors"
+            await watched_send({"type": "http.response.start", "status": 204, "headers": _CORS_PREFLIGHT})
+            await watched_send({"type": "http.response.body", "body": b""})
+            return
 
         try:
             await self._mcp(scope, receive, watched_send, headers, user, info)
@@ -209,6 +221,25 @@ class Bridge:
 
     async def metrics_endpoint(self, _request: Request) -> PlainTextResponse:
         return PlainTextResponse(self.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+_CORS_PREFLIGHT = [
+    (b"access-control-allow-methods", b"GET, POST, DELETE, OPTIONS"),
+    (
+        b"access-control-allow-headers",
+        b"Authorization, Content-Type, Accept, MCP-Protocol-Version, Mcp-Session-Id, Mcp-Method, Mcp-Name, "
+        b"Last-Event-ID",
+    ),
+    (b"access-control-max-age", b"600"),
+]
+
+
+def _cors_headers(origin: str | None) -> list[tuple[bytes, bytes]]:
+    return [
+        (b"access-control-allow-origin", (origin or "").encode("latin-1")),
+        (b"access-control-expose-headers", b"Mcp-Session-Id, WWW-Authenticate"),
+        (b"vary", b"Origin"),
+    ]
 
 
 def _ping_params(passthrough: bool | None) -> dict[str, Any] | None:
