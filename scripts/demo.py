@@ -119,7 +119,14 @@ def dynamic_config(auth_port: int, bridge_ports: dict[str, int]) -> dict[str, An
                 "responseForwarding": {"flushInterval": "-1"},
             }
         }
+    routers["http-to-https"] = {
+        "rule": "PathPrefix(`/`)",
+        "entryPoints": ["web"],
+        "middlewares": ["to-https"],
+        "service": "noop@internal",
+    }
     middlewares = {
+        "to-https": {"redirectScheme": {"scheme": "https", "permanent": True}},
         "strip-identity": {"headers": {"customRequestHeaders": dict.fromkeys(IDENTITY_HEADERS, "")}},
         "forward-auth": {
             "forwardAuth": {
