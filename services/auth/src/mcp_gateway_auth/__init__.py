@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from flask import Flask
 
-from . import oauth, store, upstream, web
+from . import cli, oauth, store, upstream, web
 from .config import ConfigError, Settings, load_settings
 from .keys import KeyRing
 
@@ -47,6 +47,7 @@ def create_app(config: Mapping[str, object] | None = None) -> Flask:
     upstream.init_app(app)
     web.init_app(app)
     oauth.init_app(app)
+    cli.init_app(app)
 
     from . import verify, views
 

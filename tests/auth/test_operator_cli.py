@@ -1,0 +1,36 @@
+"""Operator commands: list clients, delete a client, revoke a user; tokens stop working at once."""
+
+import json
+
+from mcp_gateway_auth import create_app
+
+from tests.auth.oauthflow import refresh, register, tokens_for, verify
+
+
+def _cli(auth_service):
+    env = {k: v for k, v in auth_service.env.items() if k.startswith("AUTH_")}
+    return create_app(env).test_cli_runner()
+
+
+def test_revoke_user_ends_their_tokens(auth_service, browser):
+    client = register(auth_service)
+    tokens = tokens_for(browser, client)
+    result = _cli(auth_service).invoke(args=["gateway", "revoke-user", "OctoCat"])
+    assert result.exit_code == 0, result.output
+    assert "revoked" in result.output
+    assert verify(auth_service, tokens["access_token"]).status_code == 401
+    assert refresh(auth_service, client, tokens["refresh_token"]).status_code == 400
+
+
+def test_list_and_delete_clients(auth_service, browser):
+    client = register(auth_service, client_name="Listed")
+    tokens = tokens_for(browser, client)
+    runner = _cli(auth_service)
+    listed = [json.loads(line) for line in runner.invoke(args=["gateway", "clients"]).output.splitlines()]
+    assert {"client_id": client["client_id"], "client_name": "Listed"}.items() <= next(
+        c for c in listed if c["client_id"] == client["client_id"]
+    ).items()
+    assert runner.invoke(args=["gateway", "delete-client", client["client_id"]]).exit_code == 0
+    assert verify(auth_service, tokens["access_token"]).status_code == 401
+    missing = runner.invoke(args=["gateway", "delete-client", client["client_id"]])
+    assert missing.exit_code != 0 and "no such client" in missing.output
