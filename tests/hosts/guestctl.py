@@ -314,6 +314,13 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in text.split()]
 
 
+def netns_of(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/net")
+    except OSError:
+        return ""
+
+
 def slirp_call(sock: Path, request: dict[str, object]) -> dict[str, object]:
     with socket.socket(socket.AF_UNIX) as s:
         s.connect(str(sock))
@@ -469,8 +476,11 @@ def start_nspawn(guest: Guest, cache: Path, pubkey: str) -> None:
     guest.pids["nspawn"] = nspawn.pid
     if guest.network:
         return
+    # nspawn's first child is a helper still in the host's namespaces; the container's init (its
+    # own network namespace) comes next, also as nspawn's child (nspawn is its subreaper)
+    host_netns = os.readlink("/proc/self/ns/net")
     deadline = time.monotonic() + 30
-    while not (init := children(nspawn.pid)):
+    while not (init := [pid for pid in children(nspawn.pid) if netns_of(pid) not in ("", host_netns)]):
         if nspawn.poll() is not None or time.monotonic() > deadline:
             raise GuestError(f"systemd-nspawn did not start; see {guest.dir}/nspawn.log")
         time.sleep(0.05)
