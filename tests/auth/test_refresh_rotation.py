@@ -75,3 +75,21 @@ def test_the_allowlist_is_case_insensitive_and_trimmed(browser, auth_service, gi
     client = register(auth_service)
     tokens = tokens_for(browser, client, resource=FETCH)
     assert verify(auth_service, tokens["access_token"], FETCH).headers["x-auth-user"] == "alice"
+
+
+def test_a_refused_refresh_request_does_not_spend_the_token(browser, auth_service):
+    client = register(auth_service)
+    tokens = tokens_for(browser, client)
+    assert refresh(auth_service, client, tokens["refresh_token"], scope="admin").status_code == 400
+    assert refresh(auth_service, client, tokens["refresh_token"], resource=FETCH).status_code == 400
+    assert refresh(auth_service, client, tokens["refresh_token"]).status_code == 200
+
+
+def test_racing_refreshes_with_one_token_cannot_both_win(browser, auth_service):
+    import concurrent.futures
+
+    client = register(auth_service)
+    tokens = tokens_for(browser, client)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        codes = list(pool.map(lambda _: refresh(auth_service, client, tokens["refresh_token"]).status_code, range(4)))
+    assert codes.count(200) <= 1

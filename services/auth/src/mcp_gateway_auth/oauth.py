@@ -400,14 +400,16 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
     server: GatewayServer
 
     def authenticate_refresh_token(self, refresh_token):
+        """Look the token up without spending it: a request refused for its scope or resource
+        leaves the client its refresh token. It is spent in authenticate_user, atomically."""
         store = self.server.store
-        status, data = store.consume_refresh(refresh_token, self.server.settings.refresh_token_ttl)
-        if status == "replayed":
-            # A rotated refresh token came back: one of the two holders is not the client.
-            store.revoke_grant(data)
-            audit("refresh_reused", grant=digest(data)[:12])
-            return None
-        if status != "ok":
+        data = store.find_refresh(refresh_token)
+        if data is None:
+            gid = store.rotated_refresh_grant(refresh_token)
+            if gid:
+                # A rotated refresh token came back: one of the two holders is not the client.
+                store.revoke_grant(gid)
+                audit("refresh_reused", grant=digest(gid)[:12])
             return None
         record = RefreshRecord(refresh_token, data)
         if not record.check_client(self.request.client):
@@ -420,8 +422,9 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
 
     def authenticate_user(self, refresh_token: RefreshRecord):
         settings = self.server.settings
+        store = self.server.store
         data = refresh_token.data
-        grant = self.server.store.get_grant(data["grant_id"])
+        grant = store.get_grant(data["grant_id"])
         requested = self.request.form.get("resource") or data["resource"]
         if grant is None:
             raise InvalidGrantError("The authorization was revoked")
@@ -431,10 +434,16 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         if resource is None:
             raise InvalidTargetError("The resource is no longer served")
         if not settings.user_allowed(data["user"], resource):
-            self.server.store.revoke_grant(data["grant_id"])
+            store.revoke_grant(data["grant_id"])
             audit("refresh_user_removed", user=data["user"])
             raise InvalidGrantError("The user is no longer allowed")
-        return User(data["user"], data["grant_id"], requested)
+        status, found = store.consume_refresh(refresh_token.token, settings.refresh_token_ttl)
+        if status != "ok":
+            # Lost a race with another use of the same token: that is reuse too.
+            store.revoke_grant(data["grant_id"])
+            audit("refresh_reused", grant=digest(data["grant_id"])[:12])
+            raise InvalidGrantError()
+        return User(found["user"], found["grant_id"], requested)
 
     def revoke_old_credential(self, refresh_token):
         """Already consumed atomically by authenticate_refresh_token."""

@@ -161,6 +161,10 @@ class Store:
     def find_refresh(self, token: str) -> dict | None:
         return self._get_json(f"refresh:{digest(token)}")
 
+    def rotated_refresh_grant(self, token: str) -> str | None:
+        """The grant of a refresh token that was already rotated, if this is one."""
+        return self.redis.get(PREFIX + f"refresh-used:{digest(token)}")
+
     def consume_refresh(self, token: str, ttl: int) -> tuple[str, Any]:
         return self._consume_once(f"refresh:{digest(token)}", f"refresh-used:{digest(token)}", ttl)
 
