@@ -38,6 +38,7 @@ async def test_progress_notifications_reach_the_caller(real_bridge: Callable[[st
     assert len(seen) >= 3 and seen == sorted(seen)
 
 
+@pytest.mark.filterwarnings("ignore:The logging capability is deprecated")
 async def test_log_messages_reach_a_legacy_session(real_bridge: Callable[[str], Bridge]) -> None:
     received: list[types.LoggingMessageNotificationParams] = []
     got_one = anyio.Event()

@@ -11,6 +11,7 @@ import anyio
 import httpx
 import pytest
 from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from tests.bridge.rawhttp import initialize, legacy_headers, modern_request, rpc_messages
@@ -161,3 +162,20 @@ def test_a_server_that_cannot_start_is_reported_unhealthy(start_bridge: Callable
         assert time.monotonic() - started < 10, "a server that cannot start is reported at once, not after timeouts"
     finally:
         bridge.stop()
+
+
+async def test_a_multi_mib_result_reaches_the_sdk_client_in_a_legacy_session(fragile_bridge: Bridge) -> None:
+    # Handshake-era answers travel as SSE events; the SDK client refuses events over 1 MiB unless told
+    # otherwise (a client-side limit, documented in the bridge's README).
+    transport = streamable_http_client(fragile_bridge.url, max_sse_event_size=None)
+    with anyio.fail_after(60):
+        async with Client(transport, mode="legacy") as client:
+            result = await client.call_tool("big", {"mib": 5})
+    assert len(_text(result)) == 5 * 1024 * 1024
+
+
+async def test_a_multi_mib_result_reaches_the_sdk_client_in_2026_mode(fragile_bridge: Bridge) -> None:
+    with anyio.fail_after(60):
+        async with Client(fragile_bridge.url, mode="2026-07-28") as client:
+            result = await client.call_tool("big", {"mib": 5})
+    assert len(_text(result)) == 5 * 1024 * 1024
