@@ -3,6 +3,7 @@ and the next request works."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 from collections.abc import Callable
 from typing import Any
@@ -179,3 +180,27 @@ async def test_a_multi_mib_result_reaches_the_sdk_client_in_2026_mode(fragile_br
         async with Client(fragile_bridge.url, mode="2026-07-28") as client:
             result = await client.call_tool("big", {"mib": 5})
     assert len(_text(result)) == 5 * 1024 * 1024
+
+
+def test_the_in_flight_cap_answers_503_with_retry_after(
+    start_bridge: Callable[..., Bridge], misbehaving_argv: list[str]
+) -> None:
+    bridge = start_bridge(misbehaving_argv, pool_size=1, max_inflight=2, request_timeout=3)
+    body, headers = modern_request("tools/call", {"name": "hang", "arguments": {}})
+    with httpx.Client(timeout=20) as http:
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            hanging = [pool.submit(http.post, bridge.url, json=body, headers=headers) for _ in range(2)]
+            deadline = time.monotonic() + 5
+            refused = None
+            while time.monotonic() < deadline:
+                probe, probe_headers = modern_request("tools/call", {"name": "echo", "arguments": {"text": "x"}})
+                refused = http.post(bridge.url, json=probe, headers=probe_headers)
+                if refused.status_code == 503:
+                    break
+                time.sleep(0.1)
+            assert refused is not None and refused.status_code == 503
+            assert int(refused.headers["retry-after"]) > 0
+            for future in hanging:
+                assert rpc_messages(future.result())[-1]["error"]["code"] == -32001
+        probe, probe_headers = modern_request("tools/call", {"name": "echo", "arguments": {"text": "after"}})
+        assert http.post(bridge.url, json=probe, headers=probe_headers).status_code == 200
