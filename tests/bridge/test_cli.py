@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ OPTIONS = [
     "--host",
     "--port",
     "--uds",
+    "--uds-mode",
     "--allowed-origins",
     "--max-sessions",
     "--pool-size",
@@ -98,6 +100,7 @@ def test_serving_on_a_unix_socket(tmp_path: Path, misbehaving_argv: list[str]) -
                     break
                 time.sleep(0.1)
             assert status == 200
+            assert stat.S_IMODE(socket_path.stat().st_mode) == 0o660, "not world-writable: only Traefik's group"
             body, headers = modern_request("tools/list")
             assert http.post("/mcp", json=body, headers=headers).status_code == 200
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import socket
+import stat
 import sys
 import time
 from collections.abc import Sequence
@@ -60,7 +64,6 @@ def build_server(settings: Settings) -> uvicorn.Server:
         create_app(settings),
         host=settings.host,
         port=settings.port,
-        uds=settings.uds,
         log_config=None,
         access_log=False,
         lifespan="on",
@@ -77,7 +80,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.getLogger("mcp_gateway_proxy").info(
         json.dumps({"event": "starting", "listen": where, "command": settings.command, "pool_size": settings.pool_size})
     )
-    build_server(settings).run()
+    server = build_server(settings)
+    if settings.uds is None:
+        server.run()
+        return
+    # Bind the unix socket here rather than in uvicorn, which would make it world-writable (0666): anyone on
+    # the host could then claim any user in the identity header.
+    if os.path.exists(settings.uds) and stat.S_ISSOCK(os.stat(settings.uds).st_mode):
+        os.unlink(settings.uds)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o777 & ~settings.uds_mode)
+    try:
+        sock.bind(settings.uds)
+    finally:
+        os.umask(old_umask)
+    os.chmod(settings.uds, settings.uds_mode)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+        with contextlib.suppress(OSError):
+            os.unlink(settings.uds)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     uds: str | None = None
+    uds_mode: int = 0o660
     allowed_origins: tuple[str, ...] = ()
     max_sessions: int = 100
     pool_size: int = 2
@@ -40,6 +41,7 @@ _OPTIONS: list[tuple[str, type, object, str]] = [
     ("host", str, "127.0.0.1", "Loopback address to listen on (127.0.0.0/8, ::1 or localhost); any other is refused."),
     ("port", int, 8080, "TCP port to listen on."),
     ("uds", str, None, "Listen on this unix socket path instead of a TCP port."),
+    ("uds_mode", str, "660", "Octal permissions of the unix socket (the owner's group is meant to be Traefik's)."),
     (
         "allowed_origins",
         str,
@@ -141,12 +143,19 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
             parser.error(f"--{positive.replace('_', '-')} must be positive")
     if values["cache_scope"] not in ("private", "public"):
         parser.error("--cache-scope must be 'private' or 'public'")
+    try:
+        uds_mode = int(str(values["uds_mode"]), 8)
+    except ValueError:
+        parser.error(f"--uds-mode {values['uds_mode']!r} is not an octal mode such as 660")
+    if not 0 <= uds_mode <= 0o777:
+        parser.error("--uds-mode must be between 000 and 777")
     origins = tuple(o.strip() for o in str(values["allowed_origins"]).split(",") if o.strip())
     return Settings(
         command=command,
         host=host,
         port=port,
         uds=values["uds"],  # type: ignore[arg-type]
+        uds_mode=uds_mode,
         allowed_origins=origins,
         max_sessions=int(values["max_sessions"]),  # type: ignore[call-overload]
         pool_size=int(values["pool_size"]),  # type: ignore[call-overload]
