@@ -124,3 +124,29 @@ def test_confidential_client_must_authenticate(browser, auth_service):
     assert response.json()["error"] == "invalid_client"
     public_attempt = dict(client, client_secret=None)
     assert exchange(auth_service, public_attempt, params["code"], verifier).status_code == 401
+
+
+def test_a_client_that_omits_redirect_uri_with_one_registered_omits_it_at_the_token_endpoint(browser, auth_service):
+    client = register(auth_service)
+    params, verifier = _code(browser, client, redirect_uri=None)
+    assert params["code"]
+    response = exchange(auth_service, client, params["code"], verifier, redirect_uri=None)
+    assert response.status_code == 200, response.text
+
+
+def test_one_consent_yields_one_code(browser, auth_service):
+    import re
+
+    client = register(auth_service)
+    _, challenge = pkce()
+    from tests.auth.oauthflow import authorize_url
+
+    page = browser.open(authorize_url(auth_service, client["client_id"], challenge)).response
+    first = browser.consent(page)
+    assert first.params["code"]
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    pending = re.search(r'name="pending" value="([^"]+)"', page.text).group(1)
+    again = browser.open(
+        f"{auth_service.issuer}/consent", method="POST", data={"csrf": csrf, "pending": pending, "decision": "approve"}
+    )
+    assert again.location is None and again.response.status_code == 400

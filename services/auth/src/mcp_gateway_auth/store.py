@@ -98,6 +98,13 @@ class Store:
             return None
         return self._get_json(f"pending:{pending_id}")
 
+    def take_pending(self, pending_id: str) -> dict | None:
+        """Get and delete at once, so one authorization request yields at most one code."""
+        if not pending_id or len(pending_id) > 64:
+            return None
+        raw = self.redis.getdel(PREFIX + f"pending:{pending_id}")
+        return json.loads(raw) if raw else None
+
     def delete_pending(self, pending_id: str) -> None:
         self.redis.delete(PREFIX + f"pending:{pending_id}")
 

@@ -73,7 +73,6 @@ def protected_resource_metadata(resource_path: str | None = None):
             "authorization_servers": [conf.issuer],
             "scopes_supported": list(conf.scopes),
             "bearer_methods_supported": ["header"],
-            "jwks_uri": f"{conf.issuer}/jwks",
             "resource_name": resource.name,
         }
     )
@@ -213,27 +212,31 @@ def _fresh_login() -> str | None:
     return None
 
 
-def _complete(pending_id: str, pending: dict, login: str) -> Response:
+def _expired() -> Response:
+    return html_error(400, "Request expired", "This sign-in request expired. Start again from your application.")
+
+
+def _complete(pending_id: str, login: str) -> Response:
     """Issue our code for a person GitHub confirmed and the allowlist admits."""
     conf = settings()
     server = get_server()
+    pending = get_store().take_pending(pending_id)
+    if pending is None:
+        return _expired()
     params = pending["params"]
     oauth_request = StoredRequest(conf.issuer, params)
     user = User(login)
     grant, failure = _validate(server, oauth_request, user)
     if failure is not None:
-        get_store().delete_pending(pending_id)
         return failure
     resource = conf.resource_by_url(params["resource"])
     if not conf.user_allowed(login, resource):
-        get_store().delete_pending(pending_id)
         audit("login_refused", user=login, resource=params["resource"])
         error = AccessDeniedError("This GitHub account may not use this service")
         return _error_redirect(grant.redirect_uri, error, params.get("state"))
     get_store().save_consent(
         login, params["client_id"], [params["resource"]], oauth_request.scope or "", conf.consent_ttl
     )
-    get_store().delete_pending(pending_id)
     audit("authorized", user=login, client_id=params["client_id"], resource=params["resource"])
     return server.create_authorization_response(oauth_request, grant_user=user, grant=grant)
 
@@ -259,11 +262,11 @@ def authorize():
     if failure is not None:
         return failure
     client: Client = grant.client
+    # Kept as the client sent them (a redirect_uri it omitted must stay omitted at /token).
     params = {k: request.args[k] for k in AUTHORIZE_PARAMS if k in request.args}
-    params["redirect_uri"] = grant.redirect_uri
     scope = oauth_request.scope or ""
     params["scope"] = scope
-    pending = {"params": params, "created_at": int(time.time())}
+    pending = {"params": params, "redirect_uri": grant.redirect_uri, "created_at": int(time.time())}
     pending_id = get_store().save_pending(pending, conf.code_ttl)
     login = _fresh_login()
     if (
@@ -271,7 +274,7 @@ def authorize():
         and params.get("prompt") != "consent"
         and _consent_covers(login, client.client_id, params["resource"], scope)
     ):
-        return _complete(pending_id, pending, login)
+        return _complete(pending_id, login)
     csrf = session.get("csrf") or new_secret(24)
     session["csrf"] = csrf
     session.permanent = True
@@ -301,17 +304,17 @@ def consent():
     pending_id = request.form.get("pending", "")
     pending = get_store().get_pending(pending_id)
     if pending is None:
-        return html_error(400, "Request expired", "This sign-in request expired. Start again from your application.")
+        return _expired()
     params = pending["params"]
     if request.form.get("decision") != "approve":
         get_store().delete_pending(pending_id)
         audit("consent_denied", client_id=params["client_id"])
         return _error_redirect(
-            params["redirect_uri"], AccessDeniedError("The user denied the request"), params.get("state")
+            pending["redirect_uri"], AccessDeniedError("The user denied the request"), params.get("state")
         )
     login = _fresh_login()
     if login:
-        return _complete(pending_id, pending, login)
+        return _complete(pending_id, login)
     state = new_secret(24)
     verifier = secrets.token_urlsafe(48)
     get_store().save_upstream(state, {"pending_id": pending_id, "verifier": verifier}, conf.code_ttl)
@@ -323,19 +326,23 @@ def consent():
 @bp.get("/callback")
 def callback():
     state = request.args.get("state", "")
-    expected = session.pop("upstream_state", None)
-    upstream = get_store().pop_upstream(state) if state else None
-    if not upstream or not expected or not hmac.compare_digest(str(expected), state):
+    expected = session.get("upstream_state")
+    if not state or not expected or not hmac.compare_digest(str(expected), state):
         return html_error(400, "Sign-in failed", "This GitHub sign-in does not belong to this browser session.")
+    session.pop("upstream_state", None)
+    upstream = get_store().pop_upstream(state)
+    if upstream is None:
+        return _expired()
     pending_id = upstream["pending_id"]
     pending = get_store().get_pending(pending_id)
     if pending is None:
-        return html_error(400, "Request expired", "This sign-in request expired. Start again from your application.")
-    params = pending["params"]
+        return _expired()
     if request.args.get("error") or not request.args.get("code"):
         get_store().delete_pending(pending_id)
         return _error_redirect(
-            params["redirect_uri"], AccessDeniedError("GitHub sign-in was not completed"), params.get("state")
+            pending["redirect_uri"],
+            AccessDeniedError("GitHub sign-in was not completed"),
+            pending["params"].get("state"),
         )
     try:
         login = get_github().login_for_code(request.args["code"], upstream["verifier"])
@@ -345,4 +352,4 @@ def callback():
     session["login"] = login
     session["login_at"] = int(time.time())
     session.permanent = True
-    return _complete(pending_id, pending, login)
+    return _complete(pending_id, login)
