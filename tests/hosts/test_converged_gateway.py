@@ -1,0 +1,243 @@
+"""A real MCP client on the host uses a gateway that site.yml provisioned onto a throwaway guest.
+
+Run by molecule's verify (molecule/shared/verify-client.yml) against the converged guest, or by hand:
+
+    GATEWAY_GUEST=mcpgw-default PEBBLE_API_CA=.ansible/tmp/molecule.*.default/pebble-api/ca.pem \
+        .venv/bin/pytest -m hosts tests/hosts/test_converged_gateway.py
+
+Skipped when GATEWAY_GUEST is not set. The official `mcp` SDK client with its OAuth provider, in
+`auto` and `legacy` modes, against each MCP service of the test inventory: discovery, dynamic
+registration, consent, login at the GitHub-compatible server in the guest, token, tool call, refresh;
+and a token for one service is refused by the other. Names of the test domain resolve to the guest's
+127.0.2.N in this process only; TLS is verified against the root Pebble (in the guest) issued from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, urljoin, urlsplit
+
+import pytest
+
+pytestmark = [pytest.mark.hosts, pytest.mark.slow]
+
+GUEST_NAME = os.environ.get("GATEWAY_GUEST", "")
+DOMAIN = os.environ.get("GATEWAY_DOMAIN", "mcpgw.test")
+GITHUB_PORT = int(os.environ.get("GATEWAY_GITHUB_PORT", "8900"))
+PEBBLE_MANAGEMENT_PORT = int(os.environ.get("GATEWAY_PEBBLE_PORT", "15000"))
+CALLBACK = "http://127.0.0.1:47999/callback"  # never served: the browser stops at the redirect
+GUEST = Path(__file__).resolve().parent / "guest"
+
+if not GUEST_NAME:
+    pytest.skip("GATEWAY_GUEST names no converged guest", allow_module_level=True)
+
+# imported after the skip: the SDK is only needed when a gateway is there to talk to
+import anyio  # noqa: E402
+import httpx  # noqa: E402
+import httpx2  # noqa: E402
+from mcp.client.auth import OAuthClientProvider  # noqa: E402
+from mcp.client.client import Client  # noqa: E402
+from mcp.client.streamable_http import streamable_http_client  # noqa: E402
+from mcp.shared.auth import (  # noqa: E402
+    AuthorizationCodeResult,
+    OAuthClientInformationFull,
+    OAuthClientMetadata,
+    OAuthToken,
+)
+
+TOOL_CALLS = {
+    "time": ("get_current_time", {"timezone": "UTC"}),
+    "memory": ("read_graph", {}),
+}
+
+
+@dataclass
+class Target:
+    address: str
+    root_ca: Path
+
+    def url(self, name: str, path: str = "") -> str:
+        return f"https://{name}.{DOMAIN}{path}"
+
+    @property
+    def github(self) -> str:
+        return f"http://{self.address}:{GITHUB_PORT}"
+
+    def tls(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.root_ca))
+
+
+@pytest.fixture(scope="module")
+def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+    done = subprocess.run([str(GUEST), "status", GUEST_NAME, "--json"], capture_output=True, text=True, check=True)
+    address = json.loads(done.stdout)[0]["address"]
+    api_ca = os.environ.get("PEBBLE_API_CA")
+    verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=api_ca) if api_ca else False
+    # Pebble's API certificate names 127.0.0.1 and localhost; reach it on the guest's address by name
+    with resolve({"localhost": address}):
+        root = httpx.get(f"https://localhost:{PEBBLE_MANAGEMENT_PORT}/roots/0", verify=verify, timeout=10)
+    root.raise_for_status()
+    path = tmp_path_factory.mktemp("pebble") / "root.pem"
+    path.write_text(root.text)
+    with resolve({DOMAIN: address}):
+        yield Target(address, path)
+
+
+@contextlib.contextmanager
+def resolve(names: dict[str, str]) -> Iterator[None]:
+    """Resolve each name (and its subdomains) to the given address in this process only."""
+    original = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):  # type: ignore[no-untyped-def]
+        name = host.decode() if isinstance(host, bytes) else host
+        for suffix, address in names.items():
+            if isinstance(name, str) and (name == suffix or name.endswith("." + suffix)):
+                host = address
+        return original(host, *args, **kwargs)
+
+    socket.getaddrinfo = getaddrinfo
+    try:
+        yield
+    finally:
+        socket.getaddrinfo = original
+
+
+@dataclass
+class Browser:
+    """A scripted user agent: follows redirects between the auth service and the GitHub-compatible
+    server, approves the consent page, and stops where it is sent back to the client."""
+
+    target: Target
+    history: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.http = httpx.Client(timeout=30, verify=self.target.tls(), follow_redirects=False)
+
+    def authorize(self, url: str) -> dict[str, str]:
+        method, data = "GET", None
+        for _ in range(12):
+            self.history.append(url)
+            response = self.http.request(method, url, data=data)
+            method, data = "GET", None
+            if response.status_code in (301, 302, 303, 307, 308):
+                url = urljoin(url, response.headers["location"])
+                if url.startswith(CALLBACK):
+                    return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+                continue
+            csrf = re.search(r'name="csrf" value="([^"]+)"', response.text)
+            pending = re.search(r'name="pending" value="([^"]+)"', response.text)
+            assert response.status_code == 200 and csrf and pending, (
+                f"{url}: {response.status_code} {response.text[:300]}"
+            )
+            url, method = self.target.url("auth", "/consent"), "POST"
+            data = {"csrf": csrf.group(1), "pending": pending.group(1), "decision": "approve"}
+        raise AssertionError(f"too many redirects: {self.history}")
+
+
+class MemoryStorage:
+    def __init__(self) -> None:
+        self.tokens: OAuthToken | None = None
+        self.client_info: OAuthClientInformationFull | None = None
+
+    async def get_tokens(self) -> OAuthToken | None:
+        return self.tokens
+
+    async def set_tokens(self, tokens: OAuthToken) -> None:
+        self.tokens = tokens
+
+    async def get_client_info(self) -> OAuthClientInformationFull | None:
+        return self.client_info
+
+    async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
+        self.client_info = client_info
+
+
+def provider_for(target: Target, service: str, storage: MemoryStorage, browser: Browser) -> OAuthClientProvider:
+    redirected: dict[str, str] = {}
+
+    async def redirect_handler(url: str) -> None:
+        redirected.update(await anyio.to_thread.run_sync(browser.authorize, url))
+
+    async def callback_handler() -> AuthorizationCodeResult:
+        return AuthorizationCodeResult(
+            code=redirected["code"], state=redirected.get("state"), iss=redirected.get("iss")
+        )
+
+    metadata = OAuthClientMetadata(
+        client_name="host test client",
+        redirect_uris=[CALLBACK],
+        grant_types=["authorization_code", "refresh_token"],
+    )
+    return OAuthClientProvider(
+        server_url=target.url(service, "/mcp"),
+        client_metadata=metadata,
+        storage=storage,
+        redirect_handler=redirect_handler,
+        callback_handler=callback_handler,
+    )
+
+
+async def call_twice(target: Target, service: str, provider: OAuthClientProvider, mode: str) -> dict[str, object]:
+    """A tool call, an expired access token on the client's clock, a second call (so a refresh)."""
+    tool, arguments = TOOL_CALLS[service]
+    storage = provider.context.storage
+    out: dict[str, object] = {}
+    async with httpx2.AsyncClient(auth=provider, verify=target.tls(), timeout=60) as http:
+        async with Client(streamable_http_client(target.url(service, "/mcp"), http_client=http), mode=mode) as client:
+            first = await client.call_tool(tool, arguments)
+            out["first_error"] = first.isError
+            refresh_before = storage.tokens.refresh_token
+            provider.context.token_expiry_time = time.time() - 1
+            second = await client.call_tool(tool, arguments)
+            out["second_error"] = second.isError
+            out["refreshed"] = storage.tokens.refresh_token != refresh_before
+            out["protocol"] = client.protocol_version
+    return out
+
+
+def bearer_status(target: Target, service: str, token: str) -> int:
+    response = httpx.post(
+        target.url(service, "/mcp"),
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/json",
+            "Accept": "application/json, text/event-stream",
+        },
+        content=b'{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}',
+        verify=target.tls(),
+        timeout=30,
+    )
+    return response.status_code
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+@pytest.mark.parametrize("service", sorted(TOOL_CALLS))
+def test_sdk_client_logs_in_calls_a_tool_and_refreshes(target: Target, service: str, mode: str) -> None:
+    storage = MemoryStorage()
+    browser = Browser(target)
+    provider = provider_for(target, service, storage, browser)
+    out = anyio.run(call_twice, target, service, provider, mode)
+    assert out["first_error"] is False and out["second_error"] is False, out
+    assert out["refreshed"] is True, "the second call should have refreshed (and rotated) the token"
+    assert any(url.startswith(target.github) for url in browser.history), "login went through GitHub"
+    assert storage.client_info and storage.client_info.client_id  # dynamically registered
+    assert bearer_status(target, service, storage.tokens.access_token) not in (401, 403)
+
+
+def test_a_token_for_one_service_is_refused_by_the_other(target: Target) -> None:
+    storage = MemoryStorage()
+    provider = provider_for(target, "time", storage, Browser(target))
+    anyio.run(call_twice, target, "time", provider, "auto")
+    token = storage.tokens.access_token
+    assert bearer_status(target, "time", token) not in (401, 403)
+    assert bearer_status(target, "memory", token) == 401  # audience-bound: not a token for memory
