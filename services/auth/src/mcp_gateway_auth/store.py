@@ -52,7 +52,10 @@ def new_secret(nbytes: int = 32) -> str:
 
 
 class Store:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, index_ttl: int = 2592000) -> None:
+        # The per-client and per-user sets of grant ids live as long as a grant can: each new grant
+        # renews them, so they never outgrow what is still alive by much.
+        self.index_ttl = index_ttl
         self.redis = redis.Redis.from_url(
             url, decode_responses=True, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30
         )
@@ -128,8 +131,9 @@ class Store:
         }
         pipe = self.redis.pipeline()
         pipe.set(PREFIX + f"grant:{gid}", json.dumps(record), ex=ttl)
-        pipe.sadd(PREFIX + f"client-grants:{client_id}", gid)
-        pipe.sadd(PREFIX + f"user-grants:{user}", gid)
+        for index in (f"client-grants:{client_id}", f"user-grants:{user}"):
+            pipe.sadd(PREFIX + index, gid)
+            pipe.expire(PREFIX + index, self.index_ttl)
         pipe.execute()
         return gid
 
@@ -220,7 +224,9 @@ class Store:
 
 
 def init_app(app: Flask) -> None:
-    app.extensions["mcpgw_store"] = Store(app.config["SETTINGS"].redis_url)
+    settings = app.config["SETTINGS"]
+    index_ttl = max(settings.refresh_token_ttl, settings.access_token_ttl, settings.code_ttl)
+    app.extensions["mcpgw_store"] = Store(settings.redis_url, index_ttl)
 
 
 def get_store() -> Store:
