@@ -149,6 +149,15 @@ async def run_client(gateway: Gateway, provider: OAuthClientProvider, mode: str)
     return results
 
 
+async def call_once(gateway: Gateway, provider: OAuthClientProvider, mode: str) -> int:
+    context = ssl.create_default_context(cafile=str(gateway.ca.cert_path))
+    async with httpx2.AsyncClient(auth=provider, verify=context, timeout=30) as http:
+        transport = streamable_http_client(gateway.url("time", "/mcp"), http_client=http)
+        async with Client(transport, mode=mode) as client:
+            result = await client.call_tool("add", {"a": 1, "b": 1})
+            return json.loads(result.content[0].text)
+
+
 def revoke_and_check(gateway: Gateway, storage: MemoryStorage) -> None:
     verify = ssl.create_default_context(cafile=str(gateway.ca.cert_path))
     token = storage.tokens.access_token
@@ -192,6 +201,13 @@ def test_sdk_client_with_dynamic_registration_calls_a_tool_refreshes_and_is_refu
         # A refresh happened: the stored refresh token was rotated by the second call.
         assert storage.tokens.refresh_token
         revoke_and_check(gateway, storage)
+        # The client, refused, authorizes again: the browser's session and remembered consent make
+        # it silent (no consent page, no GitHub), and the call goes through with a new token.
+        revoked = storage.tokens.access_token
+        pages_before = len(browser.history)
+        assert anyio.run(call_once, gateway, provider, mode) == 2
+        assert storage.tokens.access_token != revoked
+        assert not any("/consent" in url or "/login/oauth" in url for url in browser.history[pages_before:])
     exchanges = [r for r in github_stub.requests("/login/oauth/access_token")]
     assert exchanges and exchanges[-1]["form"].get("client_secret") == github_stub.client_secret
     assert exchanges[-1]["form"].get("code_verifier")
