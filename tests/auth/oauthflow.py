@@ -193,6 +193,8 @@ def refresh(service: AuthService, client: dict, refresh_token: str, **overrides:
     if client.get("client_secret") and client.get("token_endpoint_auth_method") == "client_secret_basic":
         auth = (client["client_id"], client["client_secret"])
         form.pop("client_id", None)
+    elif client.get("client_secret"):
+        form["client_secret"] = client["client_secret"]
     with api(service) as http:
         return http.post("/token", data=form, auth=auth)
 
