@@ -9,6 +9,7 @@ Standard library only, so it starts in milliseconds. Tools:
   flood_stderr(lines)   writes that many lines to stderr, then answers
   garbage()             prints non-JSON lines to stdout, then answers
   pid()                 answers with its process id
+  chatty(kib)           sends a log notification, then answers with a text of `kib` KiB
   raw()                 answers with the exact JSON-RPC message it received, and its environment
   ask(question)         asks the client (sampling/createMessage) and answers with the client's reply
 """
@@ -18,7 +19,7 @@ import os
 import sys
 import time
 
-TOOLS = ["echo", "big", "crash", "hang", "freeze", "flood_stderr", "garbage", "pid", "ask", "raw"]
+TOOLS = ["echo", "big", "crash", "hang", "freeze", "flood_stderr", "garbage", "pid", "ask", "raw", "chatty"]
 ASKED = {}  # our request id -> the tools/call request id waiting for the answer
 
 
@@ -34,6 +35,10 @@ def text_result(request_id, text):
 def call_tool(request_id, name, args, message=None):
     if name == "raw":
         text_result(request_id, json.dumps({"message": message, "environ": dict(os.environ)}))
+    elif name == "chatty":
+        log = {"level": "info", "logger": "misbehaving", "data": "working on it"}
+        send({"jsonrpc": "2.0", "method": "notifications/message", "params": log})
+        text_result(request_id, "c" * int(float(args.get("kib", 1)) * 1024))
     elif name == "echo":
         text_result(request_id, str(args.get("text", "")))
     elif name == "big":

@@ -166,12 +166,18 @@ def test_a_server_that_cannot_start_is_reported_unhealthy(start_bridge: Callable
 
 
 async def test_a_multi_mib_result_reaches_the_sdk_client_in_a_legacy_session(fragile_bridge: Bridge) -> None:
-    # Handshake-era answers travel as SSE events; the SDK client refuses events over 1 MiB unless told
-    # otherwise (a client-side limit, documented in the bridge's README).
+    # A plain answer goes out as JSON, so the SDK client's 1 MiB cap on SSE events does not apply.
+    with anyio.fail_after(60):
+        async with Client(fragile_bridge.url, mode="legacy") as client:
+            result = await client.call_tool("big", {"mib": 5})
+    assert len(_text(result)) == 5 * 1024 * 1024
+
+
+async def test_a_multi_mib_sse_event_reaches_a_client_that_accepts_it(fragile_bridge: Bridge) -> None:
     transport = streamable_http_client(fragile_bridge.url, max_sse_event_size=None)
     with anyio.fail_after(60):
         async with Client(transport, mode="legacy") as client:
-            result = await client.call_tool("big", {"mib": 5})
+            result = await client.call_tool("chatty", {"kib": 5 * 1024})
     assert len(_text(result)) == 5 * 1024 * 1024
 
 

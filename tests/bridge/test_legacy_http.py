@@ -27,14 +27,27 @@ def test_initialize_opens_a_session_with_an_unguessable_id(http: httpx.Client, p
     assert re.fullmatch(r"[\x21-\x7e]{32,}", first), "visible ASCII, at least 32 characters"
 
 
-def test_requests_are_answered_over_sse_on_the_session(http: httpx.Client, plain_bridge: Bridge) -> None:
+CHATTY = {"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "chatty", "arguments": {"kib": 1}}}
+
+
+def test_a_plain_answer_comes_as_json(http: httpx.Client, plain_bridge: Bridge) -> None:
     session = initialize(http, plain_bridge.url)
     response = http.post(plain_bridge.url, json=CALL, headers=legacy_headers(session))
     assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/json")
+    answer = response.json()
+    assert answer["id"] == 7 and answer["result"]["content"][0]["text"] == "hi"
+
+
+def test_notifications_and_the_answer_come_over_sse(http: httpx.Client, plain_bridge: Bridge) -> None:
+    session = initialize(http, plain_bridge.url)
+    response = http.post(plain_bridge.url, json=CHATTY, headers=legacy_headers(session))
+    assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")
     assert response.headers.get("x-accel-buffering") == "no"
-    answer = rpc_messages(response)[-1]
-    assert answer["id"] == 7 and answer["result"]["content"][0]["text"] == "hi"
+    messages = rpc_messages(response)
+    assert messages[0]["method"] == "notifications/message"
+    assert messages[-1]["id"] == 9 and messages[-1]["result"]["content"][0]["text"] == "c" * 1024
 
 
 def test_missing_session_id_is_400(http: httpx.Client, plain_bridge: Bridge) -> None:
@@ -103,7 +116,7 @@ def test_a_batch_is_refused_clearly(http: httpx.Client, plain_bridge: Bridge) ->
 
 def test_an_sse_stream_can_be_resumed_with_last_event_id(http: httpx.Client, plain_bridge: Bridge) -> None:
     session = initialize(http, plain_bridge.url)
-    response = http.post(plain_bridge.url, json=CALL, headers=legacy_headers(session))
+    response = http.post(plain_bridge.url, json=CHATTY, headers=legacy_headers(session))
     ids = re.findall(r"^id: *(\S+)", response.text, flags=re.MULTILINE)
     assert ids, "events carry ids"
     headers = {**legacy_headers(session), "Accept": "text/event-stream", "Last-Event-ID": ids[0]}
@@ -112,6 +125,6 @@ def test_an_sse_stream_can_be_resumed_with_last_event_id(http: httpx.Client, pla
         text, deadline = "", time.monotonic() + 10
         for chunk in replay.iter_text():
             text += chunk
-            if '"id":7' in text.replace(" ", "") or time.monotonic() > deadline:
+            if '"id":9' in text.replace(" ", "") or time.monotonic() > deadline:
                 break
-    assert any(m.get("id") == 7 for m in sse_messages(text))
+    assert any(m.get("id") == 9 for m in sse_messages(text))

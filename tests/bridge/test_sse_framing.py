@@ -51,8 +51,11 @@ def test_legacy_request_stream_sends_keepalives(slow_bridge: Bridge) -> None:
 def test_every_sse_event_is_one_complete_json_rpc_message(plain_bridge: Bridge) -> None:
     with httpx.Client(timeout=20) as http:
         session = initialize(http, plain_bridge.url)
-        call = {"jsonrpc": "2.0", "id": 6, "method": "tools/call", "params": {"name": "big", "arguments": {"mib": 0.5}}}
+        arguments = {"kib": 512}
+        call = {"jsonrpc": "2.0", "id": 6, "method": "tools/call", "params": {"name": "chatty", "arguments": arguments}}
         response = http.post(plain_bridge.url, json=call, headers=legacy_headers(session))
+    assert response.headers["content-type"].startswith("text/event-stream")
     messages = sse_messages(response.text)
+    assert [m.get("method") for m in messages] == ["notifications/message", None]
     assert messages[-1]["id"] == 6
     assert len(messages[-1]["result"]["content"][0]["text"]) == 512 * 1024

@@ -26,6 +26,7 @@ from .config import Settings
 from .legacy import SessionRegistry
 from .metrics import Metrics
 from .modern import ChildPool, ModernHandler, _respond_rpc
+from .sse_to_json import JsonWhenPossible
 
 access_log = logging.getLogger("mcp_gateway_proxy.access")
 log = logging.getLogger("mcp_gateway_proxy")
@@ -162,7 +163,7 @@ class Bridge:
             if session is None:
                 await _respond_rpc(send, 404, _error(None, INVALID_REQUEST, "Session not found"))
                 return
-            await session.transport.handle_request(scope, replay, send)
+            await session.transport.handle_request(scope, replay, _json_when_possible(scope, send))
             if session.transport.is_terminated:
                 await self.sessions.discard(session)
             return
@@ -192,7 +193,7 @@ class Bridge:
             )
             return
         info["session"] = session.session_id
-        await session.transport.handle_request(scope, receive, send)
+        await session.transport.handle_request(scope, receive, _json_when_possible(scope, send))
         if not session.initialized_ok or (info["status"] or 500) >= 400:
             await self.sessions.discard(session)
 
@@ -251,6 +252,10 @@ def _ping_params(passthrough: bool | None) -> dict[str, Any] | None:
             "io.modelcontextprotocol/clientCapabilities": {},
         }
     }
+
+
+def _json_when_possible(scope: Scope, send: Send) -> Send:
+    return JsonWhenPossible(send) if scope["method"] == "POST" else send
 
 
 def _try_json(body: bytes) -> Any:
