@@ -14,6 +14,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,6 @@ ARGS = {"timezone": "Europe/Paris"}
 
 
 async def _round_trips(client: Client, calls: int) -> list[float]:
-    await client.call_tool("get_current_time", ARGS)  # warm-up: imports, first child, connection
     samples = []
     for _ in range(calls):
         started = time.perf_counter()
@@ -88,14 +88,24 @@ async def main(calls: int, sessions: int) -> dict[str, Any]:
     results: dict[str, Any] = {"server": "mcp-server-time", "calls": calls}
     with tempfile.TemporaryDirectory() as logs, Bridge(argv, log_dir=Path(logs), options={"pool_size": 2}) as bridge:
         direct = StdioServerParameters(command=argv[0], args=argv[1:])
-        async with Client(direct, mode="legacy") as client:
-            results["direct_stdio_legacy"] = _summary(await _round_trips(client, calls))
-        async with Client(direct, mode="2026-07-28") as client:
-            results["direct_stdio_2026"] = _summary(await _round_trips(client, calls))
-        async with Client(bridge.url, mode="legacy") as client:
-            results["bridge_legacy"] = _summary(await _round_trips(client, calls))
-        async with Client(bridge.url, mode="2026-07-28") as client:
-            results["bridge_2026"] = _summary(await _round_trips(client, calls))
+        # All four clients are open at once and take turns, ten calls each, so that the other load on the
+        # machine falls on every arm alike and the ratio stays meaningful.
+        arms = {
+            "direct_stdio_legacy": Client(direct, mode="legacy"),
+            "direct_stdio_2026": Client(direct, mode="2026-07-28"),
+            "bridge_legacy": Client(bridge.url, mode="legacy"),
+            "bridge_2026": Client(bridge.url, mode="2026-07-28"),
+        }
+        samples: dict[str, list[float]] = {name: [] for name in arms}
+        async with AsyncExitStack() as stack:
+            for client in arms.values():
+                await stack.enter_async_context(client)
+                await client.call_tool("get_current_time", ARGS)  # warm-up
+            for _ in range(max(1, calls // 10)):
+                for name, client in arms.items():
+                    samples[name] += await _round_trips(client, 10)
+        for name, values in samples.items():
+            results[name] = _summary(values)
         for era in ("legacy", "2026"):
             results[f"ratio_{era}"] = round(
                 results[f"bridge_{era}"]["median_ms"] / results[f"direct_stdio_{era}"]["median_ms"], 2
