@@ -281,6 +281,11 @@ class Exchange:
             if response.get("error", {}).get("code") == REQUEST_TIMEOUT:
                 await self.child.kill_if_unresponsive(min(5.0, self.handler.settings.request_timeout))
         if response is not None:
+            result = response.get("result")
+            if isinstance(result, dict) and result.get("resultType") == "input_required":
+                # A 2026-07-28 child's own multi-round trip: its retry must come back to this same child,
+                # which may keep the request's state in memory.
+                self.handler.remember_state_owner(result.get("requestState"), self.child)
             await self._event({"outcome": response})
         if not self.attached:
             # Nobody is there to read the outcome (the client never retried): forget the exchange.
@@ -333,6 +338,7 @@ class ModernHandler:
         self.pool = pool
         self.in_flight = 0
         self.exchanges: dict[str, Exchange] = {}  # requestState -> exchange waiting for the client's input
+        self.state_owners: dict[str, Child] = {}  # requestState of a 2026 child -> that child (bounded)
         self.tg: anyio.abc.TaskGroup | None = None  # exchanges run here: they may outlive their HTTP request
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, body: bytes, info: dict[str, Any]) -> None:
@@ -422,7 +428,9 @@ class ModernHandler:
             await exchange.answer((params or {}).get("inputResponses") or {})
             await self._drive(send, receive, info, request_id, exchange, has_sse)
             return
-        child = await self.pool.acquire(self.settings.request_timeout)
+        child = self.state_owners.pop(state, None) if isinstance(state, str) else None
+        if child is None or not child.alive:
+            child = await self.pool.acquire(self.settings.request_timeout)
         if child is None:
             await _respond_rpc(
                 send, 503, _error(request_id, CHILD_EXITED, "No MCP server process is available"), retry_after=2
@@ -502,6 +510,13 @@ class ModernHandler:
             elif not completed:
                 # A client that closes the response stream cancels the request (2026-07-28).
                 exchange.cancel()
+
+    def remember_state_owner(self, state: Any, child: Child) -> None:
+        if not isinstance(state, str):
+            return
+        self.state_owners[state] = child
+        while len(self.state_owners) > 10_000:  # retries that never came: forget the oldest
+            del self.state_owners[next(iter(self.state_owners))]
 
     def _finish(self, response: JSON, request_id: Any, method: str) -> JSON:
         response = {**response, "id": request_id}
