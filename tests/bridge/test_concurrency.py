@@ -42,7 +42,7 @@ async def test_fifty_concurrent_legacy_sessions(
     print(f"50 legacy sessions in {time.monotonic() - started:.1f}s")
 
 
-async def test_two_hundred_concurrent_modern_requests(real_bridge: Callable[[str], Bridge]) -> None:
+async def test_two_hundred_concurrent_modern_requests_to_a_2026_child(real_bridge: Callable[[str], Bridge]) -> None:
     bridge = real_bridge("time")
     zones = ["Europe/Paris", "Asia/Tokyo", "America/New_York", "Africa/Cairo"]
     answers: dict[int, str] = {}
@@ -58,4 +58,22 @@ async def test_two_hundred_concurrent_modern_requests(real_bridge: Callable[[str
     assert len(answers) == 200
     for n, text in answers.items():
         assert zones[n % len(zones)] in text
-    print(f"200 modern requests in {time.monotonic() - started:.1f}s")
+    print(f"200 modern requests (2026 child) in {time.monotonic() - started:.1f}s")
+
+
+async def test_two_hundred_concurrent_modern_requests_to_a_handshake_child(
+    real_bridge: Callable[[str], Bridge],
+) -> None:
+    bridge = real_bridge("everything")
+    answers: dict[int, str] = {}
+
+    async def one_request(client: Client, n: int) -> None:
+        answers[n] = _text(await client.call_tool("echo", {"message": f"request {n}"}))
+
+    started = time.monotonic()
+    with anyio.fail_after(120):
+        async with Client(bridge.url, mode="2026-07-28") as client, anyio.create_task_group() as tg:
+            for n in range(200):
+                tg.start_soon(one_request, client, n)
+    assert answers == {n: f"Echo: request {n}" for n in range(200)}
+    print(f"200 modern requests (handshake child) in {time.monotonic() - started:.1f}s")
