@@ -15,9 +15,12 @@ import json
 import re
 import socket
 import ssl
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from .clients import redirect_uri_problem
 
@@ -36,23 +39,76 @@ def looks_like_cimd(client_id: str | None) -> bool:
     return bool(parts.hostname) and parts.path not in ("", "/")
 
 
-def _address_allowed(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
+def client_id_problem(url: str) -> str | None:
+    """Why a URL cannot be a metadata-document client_id (the CIMD specification's rules), or None."""
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname or parts.username or parts.password or parts.fragment:
+        return "client_id must be an https URL without credentials or fragment"
+    if "#" in url or "\\" in url or any(ord(c) < 0x21 or ord(c) > 0x7E for c in url):
+        return "client_id must be a plain ASCII URL"
+    if any(unquote(segment) in (".", "..") for segment in parts.path.split("/")):
+        return "client_id must not contain dot path segments"
+    return None
+
+
+def _public_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return ip.is_global and not (
         ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved or ip.is_unspecified
     )
 
 
+def _address_allowed(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
+        # 6to4 and Teredo addresses carry an IPv4 address that a tunnel may deliver to.
+        elif ip.sixtofour is not None and not _public_ip(ip.sixtofour):
+            return False
+        elif ip.teredo is not None:
+            return False
+    return _public_ip(ip)
+
+
+# Name resolution has no timeout of its own: it runs here so the fetch's deadline covers it.
+_resolver = ThreadPoolExecutor(max_workers=4, thread_name_prefix="cimd-dns")
+
+
+def _resolve(host: str, port: int, timeout: float) -> list[str]:
+    future = _resolver.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+    try:
+        infos = future.result(timeout=max(timeout, 0.01))
+    except FutureTimeout as exc:
+        raise CimdError("client metadata document took too long") from exc
+    except (OSError, UnicodeError) as exc:
+        raise CimdError("client_id host does not resolve") from exc
+    return sorted({info[4][0] for info in infos})
+
+
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """Connects to the address that was checked, never to a second DNS answer; `abort()` (from
+    another thread) ends the exchange wherever it is: connect, handshake, headers or body."""
+
     def __init__(self, host: str, port: int, address: str, timeout: float, context: ssl.SSLContext) -> None:
         super().__init__(host, port, timeout=timeout, context=context)
         self._address = address
+        self._raw: socket.socket | None = None
+        self.aborted = False
 
     def connect(self) -> None:
-        sock = socket.create_connection((self._address, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+        self._raw = socket.create_connection((self._address, self.port), self.timeout)
+        if self.aborted:
+            raise OSError("aborted")
+        self.sock = self._context.wrap_socket(self._raw, server_hostname=self.host)
+
+    def abort(self) -> None:
+        self.aborted = True
+        for sock in (self.sock, self._raw):
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
 
 @dataclass
@@ -74,26 +130,29 @@ def _cache_seconds(headers: http.client.HTTPMessage) -> int:
 
 def fetch_document(url: str, policy: FetchPolicy) -> tuple[dict, int]:
     """The parsed document and how long it may be cached; raises CimdError."""
+    problem = client_id_problem(url)
+    if problem:
+        raise CimdError(problem)
     parts = urlsplit(url)
-    if parts.scheme != "https" or not parts.hostname or parts.username or parts.password or parts.fragment:
-        raise CimdError("client_id must be an https URL without credentials or fragment")
-    host = parts.hostname.lower()
+    host = (parts.hostname or "").lower()
     try:
         port = parts.port or 443
     except ValueError as exc:
         raise CimdError("client_id has an invalid port") from exc
     deadline = time.monotonic() + policy.timeout
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError) as exc:
-        raise CimdError("client_id host does not resolve") from exc
-    addresses = sorted({info[4][0] for info in infos})
+    addresses = _resolve(host, port, policy.timeout)
     if not addresses:
         raise CimdError("client_id host does not resolve")
     if host not in policy.allowed_test_hosts and not all(_address_allowed(a) for a in addresses):
         raise CimdError("client_id host resolves to a non-public address")
     context = ssl.create_default_context()
-    connection = _PinnedHTTPSConnection(host, port, addresses[0], policy.timeout, context)
+    remaining = deadline - time.monotonic()
+    connection = _PinnedHTTPSConnection(host, port, addresses[0], max(remaining, 0.01), context)
+    # Each read has its own timeout, but a server dripping bytes never trips it: this ends the
+    # whole exchange at the deadline.
+    watchdog = threading.Timer(max(remaining, 0.01), connection.abort)
+    watchdog.daemon = True
+    watchdog.start()
     try:
         path = parts.path + (f"?{parts.query}" if parts.query else "")
         connection.request("GET", path, headers={"Accept": "application/json", "User-Agent": "mcp-gateway-auth"})
@@ -114,10 +173,15 @@ def fetch_document(url: str, policy: FetchPolicy) -> tuple[dict, int]:
             if len(body) > policy.max_bytes:
                 raise CimdError("client metadata document is too large")
         cache = _cache_seconds(response.headers)
-    except (OSError, http.client.HTTPException, ssl.SSLError) as exc:
+    except (OSError, http.client.HTTPException, ssl.SSLError, ValueError) as exc:
+        if connection.aborted or time.monotonic() > deadline:
+            raise CimdError("client metadata document took too long") from exc
         raise CimdError("client metadata document could not be fetched") from exc
     finally:
+        watchdog.cancel()
         connection.close()
+    if connection.aborted:
+        raise CimdError("client metadata document took too long")
     try:
         document = json.loads(body)
     except ValueError as exc:
