@@ -65,6 +65,7 @@ TOOL_CALLS = {
 class Target:
     address: str
     root_ca: Path
+    kind: str
 
     def url(self, name: str, path: str = "") -> str:
         return f"https://{name}.{DOMAIN}{path}"
@@ -80,7 +81,7 @@ class Target:
 @pytest.fixture(scope="module")
 def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     done = subprocess.run([str(GUEST), "status", GUEST_NAME, "--json"], capture_output=True, text=True, check=True)
-    address = json.loads(done.stdout)[0]["address"]
+    address, kind = (json.loads(done.stdout)[0][key] for key in ("address", "kind"))
     api_ca = os.environ.get("PEBBLE_API_CA")
     verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=api_ca) if api_ca else False
     # Pebble's API certificate names 127.0.0.1 and localhost; reach it on the guest's address by name
@@ -90,7 +91,7 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     path = tmp_path_factory.mktemp("pebble") / "root.pem"
     path.write_text(root.text)
     with resolve({DOMAIN: address}):
-        yield Target(address, path)
+        yield Target(address, path, kind)
 
 
 @contextlib.contextmanager
@@ -195,11 +196,11 @@ async def call_twice(target: Target, service: str, provider: OAuthClientProvider
     async with httpx2.AsyncClient(auth=provider, verify=target.tls(), timeout=60) as http:
         async with Client(streamable_http_client(target.url(service, "/mcp"), http_client=http), mode=mode) as client:
             first = await client.call_tool(tool, arguments)
-            out["first_error"] = first.isError
+            out["first_error"] = first.is_error
             refresh_before = storage.tokens.refresh_token
             provider.context.token_expiry_time = time.time() - 1
             second = await client.call_tool(tool, arguments)
-            out["second_error"] = second.isError
+            out["second_error"] = second.is_error
             out["refreshed"] = storage.tokens.refresh_token != refresh_before
             out["protocol"] = client.protocol_version
     return out
@@ -241,3 +242,42 @@ def test_a_token_for_one_service_is_refused_by_the_other(target: Target) -> None
     token = storage.tokens.access_token
     assert bearer_status(target, "time", token) not in (401, 403)
     assert bearer_status(target, "memory", token) == 401  # audience-bound: not a token for memory
+
+
+def guest_ssh(*command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(GUEST), "ssh", GUEST_NAME, *command], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("unit", ["redis-server", "mcp-gateway-auth", "mcp-proxy@time"])
+def test_the_client_carries_on_after_a_service_is_killed(target: Target, unit: str) -> None:
+    storage = MemoryStorage()
+    browser = Browser(target)
+    provider = provider_for(target, "time", storage, browser)
+    anyio.run(call_twice, target, "time", provider, "auto")
+    logins = len(browser.history)
+
+    before = guest_ssh("systemctl", "show", "-P", "MainPID", unit).stdout.strip()
+    # nspawn guests on this host's cgroup v1 cannot list a unit's processes (EIO): kill the main one
+    who = ["--kill-who=main"] if target.kind == "nspawn" else []
+    killed = guest_ssh("systemctl", "kill", *who, "-s", "KILL", unit)
+    assert killed.returncode == 0, killed.stderr
+    deadline = time.monotonic() + 60
+    while True:
+        state = guest_ssh("systemctl", "is-active", unit).stdout.strip()
+        pid = guest_ssh("systemctl", "show", "-P", "MainPID", unit).stdout.strip()
+        if state == "active" and pid not in ("0", before):
+            break
+        assert time.monotonic() < deadline, f"{unit} did not come back: {state}"
+        time.sleep(1)
+
+    # the same client (its registration and tokens) refreshes and calls again, with no new login
+    for _ in range(30):
+        try:
+            out = anyio.run(call_twice, target, "time", provider, "auto")
+            break
+        except Exception:  # noqa: BLE001 (the service may still be warming up; the last try raises)
+            time.sleep(2)
+    else:
+        out = anyio.run(call_twice, target, "time", provider, "auto")
+    assert out["first_error"] is False and out["refreshed"] is True, out
+    assert len(browser.history) == logins, "the client had to log in again: state was lost"
