@@ -47,6 +47,13 @@ def same_secret(value: str | None, stored_digest: str | None) -> bool:
     return hmac.compare_digest(digest(value), stored_digest)
 
 
+def same_text(value: object, expected: object) -> bool:
+    """Constant-time equality of two strings, any characters (hmac.compare_digest refuses non-ASCII str)."""
+    if not isinstance(value, str) or not isinstance(expected, str) or not value or not expected:
+        return False
+    return hmac.compare_digest(value.encode(), expected.encode())
+
+
 def new_secret(nbytes: int = 32) -> str:
     return secrets.token_urlsafe(nbytes)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import json
 import secrets
 import time
@@ -15,7 +14,7 @@ from flask import Blueprint, Response, current_app, redirect, render_template, r
 from .clients import Client
 from .config import Settings
 from .oauth import GatewayServer, StoredRequest, User, audit, get_server, server_metadata
-from .store import get_store, new_secret, same_secret
+from .store import get_store, new_secret, same_secret, same_text
 from .upstream import UpstreamError, get_github
 from .web import html_error, json_error, limiter
 
@@ -299,7 +298,7 @@ def consent():
     conf = settings()
     token = request.form.get("csrf", "")
     expected = session.get("csrf", "")
-    if not token or not expected or not hmac.compare_digest(str(token), str(expected)):
+    if not same_text(token, expected):
         return html_error(400, "Request refused", "The form expired or did not come from this site. Start again.")
     pending_id = request.form.get("pending", "")
     pending = get_store().get_pending(pending_id)
@@ -327,7 +326,7 @@ def consent():
 def callback():
     state = request.args.get("state", "")
     expected = session.get("upstream_state")
-    if not state or not expected or not hmac.compare_digest(str(expected), state):
+    if not same_text(state, expected):
         return html_error(400, "Sign-in failed", "This GitHub sign-in does not belong to this browser session.")
     session.pop("upstream_state", None)
     upstream = get_store().pop_upstream(state)
