@@ -120,3 +120,21 @@ def test_a_client_that_accepts_only_sse_is_refused(http: httpx.Client, plain_bri
     body, headers = modern_request("tools/list")
     headers["Accept"] = "text/event-stream"
     assert http.post(plain_bridge.url, json=body, headers=headers).status_code == 406
+
+
+def test_log_messages_reach_a_request_that_opted_in_over_sse(http: httpx.Client, plain_bridge: Bridge) -> None:
+    params = {"name": "chatty", "arguments": {"kib": 1}, "_meta": {"io.modelcontextprotocol/logLevel": "info"}}
+    body, headers = modern_request("tools/call", params)
+    response = http.post(plain_bridge.url, json=body, headers=headers)
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.headers["x-accel-buffering"] == "no"
+    messages = rpc_messages(response)
+    assert messages[0]["method"] == "notifications/message"
+    assert messages[-1]["id"] == 1 and messages[-1]["result"]["resultType"] == "complete"
+
+
+def test_log_messages_are_not_sent_to_a_request_that_did_not_opt_in(http: httpx.Client, plain_bridge: Bridge) -> None:
+    body, headers = modern_request("tools/call", {"name": "chatty", "arguments": {"kib": 1}})
+    response = http.post(plain_bridge.url, json=body, headers=headers)
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json()["result"]["content"][0]["text"] == "c" * 1024
