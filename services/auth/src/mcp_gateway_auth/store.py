@@ -60,8 +60,10 @@ def new_secret(nbytes: int = 32) -> str:
 
 class Store:
     def __init__(self, url: str, index_ttl: int = 2592000) -> None:
-        # The per-client and per-user sets of grant ids live as long as a grant can: each new grant
-        # renews them, so they never outgrow what is still alive by much.
+        # The per-client and per-user indexes of grant ids are sorted sets scored by each grant's
+        # expiry: every write drops the members that have expired, so an index holds live grants
+        # only, however long a client (one metadata-document client serves every user) or a person
+        # keeps authorizing. The key itself lives as long as its longest-lived grant can.
         self.index_ttl = index_ttl
         self.redis = redis.Redis.from_url(
             url, decode_responses=True, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30
@@ -93,9 +95,11 @@ class Store:
         return self._get_json(f"client:{client_id}")
 
     def delete_client(self, client_id: str) -> None:
-        for gid in self.redis.smembers(PREFIX + f"client-grants:{client_id}"):
+        for gid in self._indexed_grants("client", client_id):
             self.revoke_grant(gid)
-        self.redis.delete(PREFIX + f"client:{client_id}", PREFIX + f"client-grants:{client_id}")
+        self.redis.delete(
+            PREFIX + f"client:{client_id}", _index_key("client", client_id), _legacy_index_key("client", client_id)
+        )
 
     # -- pending authorization requests and the upstream leg --------------------------------------
     def save_pending(self, data: dict, ttl: int) -> str:
@@ -138,29 +142,52 @@ class Store:
         }
         pipe = self.redis.pipeline()
         pipe.set(PREFIX + f"grant:{gid}", json.dumps(record), ex=ttl)
-        for index in (f"client-grants:{client_id}", f"user-grants:{user}"):
-            pipe.sadd(PREFIX + index, gid)
-            pipe.expire(PREFIX + index, self.index_ttl)
+        self._index(pipe, gid, client_id, user, ttl)
         pipe.execute()
         return gid
+
+    def _index(self, pipe: redis.client.Pipeline, gid: str, client_id: str, user: str, ttl: int) -> None:
+        now = time.time()
+        for key in (_index_key("client", client_id), _index_key("user", user)):
+            pipe.zadd(key, {gid: now + ttl})
+            pipe.zremrangebyscore(key, "-inf", now)
+            pipe.expire(key, max(self.index_ttl, ttl))
+
+    def _indexed_grants(self, kind: str, name: str) -> set[str]:
+        """Grant ids in an index, including a set left by a version that kept plain sets."""
+        pipe = self.redis.pipeline()
+        pipe.zrange(_index_key(kind, name), 0, -1)
+        pipe.type(_legacy_index_key(kind, name))
+        current, legacy_type = pipe.execute()
+        gids = set(current)
+        if legacy_type == "set":
+            gids |= self.redis.smembers(_legacy_index_key(kind, name))
+        return gids
 
     def get_grant(self, gid: str) -> dict | None:
         return self._get_json(f"grant:{gid}") if gid else None
 
     def extend_grant(self, gid: str, ttl: int) -> bool:
-        return bool(self.redis.expire(PREFIX + f"grant:{gid}", ttl))
+        grant = self.get_grant(gid)
+        if grant is None:
+            return False
+        pipe = self.redis.pipeline()
+        pipe.expire(PREFIX + f"grant:{gid}", ttl)
+        self._index(pipe, gid, grant["client_id"], grant["user"], ttl)
+        return bool(pipe.execute()[0])
 
     def revoke_grant(self, gid: str) -> None:
         grant = self.get_grant(gid)
         pipe = self.redis.pipeline()
         pipe.delete(PREFIX + f"grant:{gid}")
         if grant:
-            pipe.srem(PREFIX + f"client-grants:{grant['client_id']}", gid)
-            pipe.srem(PREFIX + f"user-grants:{grant['user']}", gid)
+            for kind, name in (("client", grant["client_id"]), ("user", grant["user"])):
+                pipe.zrem(_index_key(kind, name), gid)
+                pipe.srem(_legacy_index_key(kind, name), gid)
         pipe.execute()
 
     def revoke_user(self, user: str) -> int:
-        gids = self.redis.smembers(PREFIX + f"user-grants:{user}")
+        gids = self._indexed_grants("user", user)
         for gid in gids:
             self.revoke_grant(gid)
         return len(gids)
@@ -228,6 +255,14 @@ class Store:
     def save_cimd(self, url: str, document: dict, ttl: int) -> None:
         if ttl > 0:
             self._set_json(f"cimd:{digest(url)}", document, ttl)
+
+
+def _index_key(kind: str, name: str) -> str:
+    return PREFIX + f"{kind}-grant-index:{name}"
+
+
+def _legacy_index_key(kind: str, name: str) -> str:
+    return PREFIX + f"{kind}-grants:{name}"
 
 
 def init_app(app: Flask) -> None:
