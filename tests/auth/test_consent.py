@@ -3,7 +3,7 @@ not frameable; approve, deny, remembered per user and client."""
 
 import re
 
-from tests.auth.oauthflow import authorize_url, get_code, pkce, register
+from tests.auth.oauthflow import REDIRECT, api, authorize_url, get_code, pkce, register
 
 
 def _consent_page(browser, auth_service, client, **overrides):
@@ -58,6 +58,36 @@ def test_consent_is_remembered_per_user_and_client(browser, auth_service, github
     # Another client still asks.
     other = register(auth_service)
     assert browser.open(authorize_url(auth_service, other["client_id"], challenge)).is_consent_page
+
+
+def test_a_remembered_consent_does_not_follow_a_client_to_a_new_redirect_uri(browser, auth_service, github):
+    """Attack: a client gets consent while it "only returns to this computer", then moves its
+    redirect URI (RFC 7592 update) to a site it runs and sends the person a link: the remembered
+    consent must not hand that site a code without asking."""
+    client = register(auth_service)
+    _, challenge = pkce()
+    get_code(browser, client["client_id"], challenge)
+    # Another loopback port is the same destination (RFC 8252 section 7.3): still remembered.
+    again = browser.open(
+        authorize_url(auth_service, client["client_id"], challenge, redirect_uri="http://127.0.0.1:40001/callback")
+    )
+    assert not again.is_consent_page and again.params["code"]
+    evil = "https://evil.example/callback"
+    with api(auth_service, headers={"Authorization": f"Bearer {client['registration_access_token']}"}) as http:
+        update = http.put(
+            f"/register/{client['client_id']}",
+            json={
+                "client_id": client["client_id"],
+                "client_name": client["client_name"],
+                "redirect_uris": [REDIRECT, evil],
+                "token_endpoint_auth_method": "none",
+                "grant_types": ["authorization_code", "refresh_token"],
+            },
+        )
+        assert update.status_code == 200, update.text
+    moved = browser.open(authorize_url(auth_service, client["client_id"], challenge, redirect_uri=evil))
+    assert moved.is_consent_page, moved.location
+    assert "evil.example" in moved.response.text
 
 
 def test_consent_without_the_csrf_token_is_refused(browser, auth_service):

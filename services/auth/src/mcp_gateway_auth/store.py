@@ -238,12 +238,15 @@ class Store:
     def get_consent(self, user: str, client_id: str) -> dict | None:
         return self._get_json(f"consent:{user}:{digest(client_id)}")
 
-    def save_consent(self, user: str, client_id: str, resources: list[str], scope: str, ttl: int) -> None:
-        current = self.get_consent(user, client_id) or {"resources": [], "scopes": []}
+    def save_consent(
+        self, user: str, client_id: str, resources: list[str], scope: str, redirect_target: str, ttl: int
+    ) -> None:
+        current = self.get_consent(user, client_id) or {}
         record = {
             "client_id": client_id,
-            "resources": sorted(set(current["resources"]) | set(resources)),
-            "scopes": sorted(set(current["scopes"]) | set(scope.split())),
+            "resources": sorted(set(current.get("resources", [])) | set(resources)),
+            "scopes": sorted(set(current.get("scopes", [])) | set(scope.split())),
+            "redirect_targets": sorted(set(current.get("redirect_targets", [])) | {redirect_target}),
             "at": int(time.time()),
         }
         self._set_json(f"consent:{user}:{digest(client_id)}", record, ttl)

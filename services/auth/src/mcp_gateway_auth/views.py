@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2.rfc6749 import AccessDeniedError, OAuth2Error
 from flask import Blueprint, Response, current_app, redirect, render_template, request, session
 
-from .clients import Client
+from .clients import Client, is_loopback_host
 from .config import Settings
 from .oauth import GatewayServer, StoredRequest, User, audit, get_server, server_metadata
 from .store import get_store, new_secret, same_secret, same_text
@@ -234,17 +234,37 @@ def _complete(pending_id: str, login: str) -> Response:
         error = AccessDeniedError("This GitHub account may not use this service")
         return _error_redirect(grant.redirect_uri, error, params.get("state"))
     get_store().save_consent(
-        login, params["client_id"], [params["resource"]], oauth_request.scope or "", conf.consent_ttl
+        login,
+        params["client_id"],
+        [params["resource"]],
+        oauth_request.scope or "",
+        consent_target(grant.redirect_uri),
+        conf.consent_ttl,
     )
     audit("authorized", user=login, client_id=params["client_id"], resource=params["resource"])
     return server.create_authorization_response(oauth_request, grant_user=user, grant=grant)
 
 
-def _consent_covers(login: str, client_id: str, resource: str, scope: str) -> bool:
+def consent_target(redirect_uri: str) -> str:
+    """Where a consent sends the person back, as remembered: the redirect URI, without the port of
+    a loopback one (any port matches it, RFC 8252 section 7.3)."""
+    parts = urlsplit(redirect_uri)
+    if parts.scheme == "http" and is_loopback_host(parts.hostname):
+        return urlunsplit(("http", parts.hostname or "", parts.path, parts.query, ""))
+    return redirect_uri
+
+
+def _consent_covers(login: str, client_id: str, resource: str, scope: str, redirect_uri: str) -> bool:
+    """A remembered consent covers this service, these scopes and this destination: a client that
+    later changes its redirect URIs (RFC 7592, or its metadata document) asks again."""
     consent = get_store().get_consent(login, client_id)
     if not consent:
         return False
-    return resource in consent["resources"] and set(scope.split()) <= set(consent["scopes"])
+    return (
+        resource in consent["resources"]
+        and set(scope.split()) <= set(consent["scopes"])
+        and consent_target(redirect_uri) in consent.get("redirect_targets", [])
+    )
 
 
 @bp.get("/authorize")
@@ -271,7 +291,7 @@ def authorize():
     if (
         login
         and params.get("prompt") != "consent"
-        and _consent_covers(login, client.client_id, params["resource"], scope)
+        and _consent_covers(login, client.client_id, params["resource"], scope, grant.redirect_uri)
     ):
         return _complete(pending_id, login)
     csrf = session.get("csrf") or new_secret(24)
