@@ -1,6 +1,6 @@
 """Refresh tokens rotate on every use; reuse of a rotated one revokes the whole grant."""
 
-from tests.auth.oauthflow import FETCH, TIME, refresh, register, tokens_for, verify
+from tests.auth.oauthflow import FETCH, TIME, api, refresh, register, tokens_for, verify
 
 
 def test_refresh_rotates_and_the_new_tokens_work(browser, auth_service, redis_server):
@@ -67,6 +67,18 @@ def test_refresh_and_live_tokens_stop_when_the_user_leaves_the_allowlist(
     assert response.json()["error"] == "invalid_grant"
     # and the grant is gone for good, even where octocat is still allowed
     assert refresh(auth_service, client, tokens["refresh_token"]).status_code == 400
+
+
+def test_introspection_says_inactive_once_the_user_left_the_allowlist(browser, auth_service, auth_factory):
+    """/verify refuses a removed user's live token; introspection must not call it active."""
+    client = register(auth_service)
+    tokens = tokens_for(browser, client)  # octocat
+    narrowed = auth_factory(allowed_users="alice", signing_keys=auth_service.signing_keys)
+    for token in (tokens["access_token"], tokens["refresh_token"]):
+        with api(narrowed) as http:
+            answer = http.post("/introspect", data={"token": token, "client_id": client["client_id"]})
+        assert answer.status_code == 200
+        assert answer.json() == {"active": False}
 
 
 def test_the_allowlist_is_case_insensitive_and_trimmed(browser, auth_service, github):

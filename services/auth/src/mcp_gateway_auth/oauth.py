@@ -456,6 +456,7 @@ class TokenView:
     client_id: str
     data: dict
     store: Store
+    user_allowed: bool = True  # the allowlist still admits the user for the token's resource
 
     def check_client(self, client):
         return self.client_id == client.client_id
@@ -467,6 +468,8 @@ class TokenView:
         return self.kind == "access_token" and self.data["exp"] < time.time()
 
     def is_revoked(self):
+        if not self.user_allowed:
+            return True
         if self.kind == "access_token":
             grant, revoked = self.store.token_state(self.data.get("gid", ""), self.data["jti"])
             return revoked or grant is None
@@ -482,11 +485,19 @@ def _find_token(server: GatewayServer, token_string: str, hint: str | None) -> T
         except Exception:  # noqa: BLE001 - any undecodable token is simply not ours
             claims = None
         if claims:
-            return TokenView("access_token", claims.get("client_id", ""), claims, server.store)
+            allowed = _still_allowed(server.settings, str(claims.get("sub", "")), str(claims.get("aud", "")))
+            return TokenView("access_token", claims.get("client_id", ""), claims, server.store, allowed)
     record = server.store.find_refresh(token_string)
     if record:
-        return TokenView("refresh_token", record["client_id"], record, server.store)
+        allowed = _still_allowed(server.settings, record["user"], record["resource"])
+        return TokenView("refresh_token", record["client_id"], record, server.store, allowed)
     return None
+
+
+def _still_allowed(settings: Settings, login: str, resource_url: str) -> bool:
+    """What /verify and refresh decide: a token of a user the allowlist no longer admits is dead."""
+    resource = settings.resource_by_url(resource_url)
+    return resource is not None and settings.user_allowed(login, resource)
 
 
 class Revocation(RevocationEndpoint):
