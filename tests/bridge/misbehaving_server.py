@@ -10,6 +10,7 @@ Standard library only, so it starts in milliseconds. Tools:
   garbage()             prints non-JSON lines to stdout, then answers
   pid()                 answers with its process id
   chatty(kib)           sends a log notification, then answers with a text of `kib` KiB
+  routed(region)        answers with the region; its schema routes `region` in an Mcp-Param-Region header
   raw()                 answers with the exact JSON-RPC message it received, and its environment
   ask(question)         asks the client (sampling/createMessage) and answers with the client's reply
 """
@@ -19,7 +20,8 @@ import os
 import sys
 import time
 
-TOOLS = ["echo", "big", "crash", "hang", "freeze", "flood_stderr", "garbage", "pid", "ask", "raw", "chatty"]
+TOOLS = ["echo", "big", "crash", "hang", "freeze", "flood_stderr", "garbage", "pid", "ask", "raw", "chatty", "routed"]
+ROUTED_SCHEMA = {"type": "object", "properties": {"region": {"type": "string", "x-mcp-header": "Region"}}}
 ASKED = {}  # our request id -> the tools/call request id waiting for the answer
 
 
@@ -39,6 +41,8 @@ def call_tool(request_id, name, args, message=None):
         log = {"level": "info", "logger": "misbehaving", "data": "working on it"}
         send({"jsonrpc": "2.0", "method": "notifications/message", "params": log})
         text_result(request_id, "c" * int(float(args.get("kib", 1)) * 1024))
+    elif name == "routed":
+        text_result(request_id, "region " + str(args.get("region")))
     elif name == "echo":
         text_result(request_id, str(args.get("text", "")))
     elif name == "big":
@@ -100,7 +104,7 @@ def main():
         elif method == "ping":
             send({"jsonrpc": "2.0", "id": request_id, "result": {}})
         elif method == "tools/list":
-            tools = [{"name": n, "inputSchema": {"type": "object"}} for n in TOOLS]
+            tools = [{"name": n, "inputSchema": ROUTED_SCHEMA if n == "routed" else {"type": "object"}} for n in TOOLS]
             send({"jsonrpc": "2.0", "id": request_id, "result": {"tools": tools}})
         elif method == "tools/call":
             params = message.get("params") or {}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import anyio
 import httpx
 import pytest
+from mcp import Client
 
 from tests.bridge.rawhttp import ACCEPT_BOTH, MODERN, modern_request, rpc_messages
 from tests.harness.bridge import Bridge
@@ -138,3 +140,31 @@ def test_log_messages_are_not_sent_to_a_request_that_did_not_opt_in(http: httpx.
     response = http.post(plain_bridge.url, json=body, headers=headers)
     assert response.headers["content-type"].startswith("application/json")
     assert response.json()["result"]["content"][0]["text"] == "c" * 1024
+
+
+def test_a_matching_mcp_param_header_passes(http: httpx.Client, plain_bridge: Bridge) -> None:
+    body, headers = modern_request("tools/call", {"name": "routed", "arguments": {"region": "eu-west"}})
+    response = http.post(plain_bridge.url, json=body, headers={**headers, "Mcp-Param-Region": "eu-west"})
+    assert response.status_code == 200
+    assert response.json()["result"]["content"][0]["text"] == "region eu-west"
+
+
+def test_an_mcp_param_header_that_disagrees_with_the_body_is_32020(http: httpx.Client, plain_bridge: Bridge) -> None:
+    body, headers = modern_request("tools/call", {"name": "routed", "arguments": {"region": "eu-west"}})
+    response = http.post(plain_bridge.url, json=body, headers={**headers, "Mcp-Param-Region": "us-east"})
+    assert response.status_code == 400 and response.json()["error"]["code"] == -32020
+
+
+def test_a_missing_mcp_param_header_is_32020(http: httpx.Client, plain_bridge: Bridge) -> None:
+    body, headers = modern_request("tools/call", {"name": "routed", "arguments": {"region": "eu-west"}})
+    response = http.post(plain_bridge.url, json=body, headers=headers)
+    assert response.status_code == 400 and response.json()["error"]["code"] == -32020
+
+
+@pytest.mark.anyio
+async def test_the_sdk_client_mirrors_mcp_param_headers_that_pass(plain_bridge: Bridge) -> None:
+    with anyio.fail_after(30):
+        async with Client(plain_bridge.url, mode="2026-07-28") as client:
+            await client.list_tools()
+            result = await client.call_tool("routed", {"region": "ap-south"})
+    assert result.content[0].text == "region ap-south"

@@ -26,11 +26,14 @@ import anyio.abc
 from mcp.server.streamable_http import check_accept_headers
 from mcp.shared.inbound import (
     ERROR_CODE_HTTP_STATUS,
+    MCP_PARAM_HEADER_PREFIX,
     MCP_PROTOCOL_VERSION_HEADER,
     InboundLadderRejection,
     classify_inbound_request,
     find_duplicated_routing_header,
     unsupported_protocol_version_rejection,
+    validate_mcp_param_headers,
+    x_mcp_header_map,
 )
 from mcp_types import (
     HEADER_MISMATCH,
@@ -76,6 +79,8 @@ class ChildPool:
         self.discover_result: JSON | None = None
         self.initialize_result: JSON | None = None
         self.failing = False  # the last child started could not be made ready
+        self._schemas: dict[str, Any] | None = None  # tool name -> inputSchema, for Mcp-Param-* checks
+        self._schemas_at = 0.0
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with anyio.create_task_group() as tg:
@@ -126,12 +131,7 @@ class ChildPool:
         """Probe with ``server/discover`` and fall back to ``initialize`` (PROTOCOL.md §4)."""
         timeout = min(self.settings.request_timeout, 60.0)
         if self.passthrough is not False:
-            meta = {
-                "io.modelcontextprotocol/protocolVersion": LATEST_MODERN_VERSION,
-                "io.modelcontextprotocol/clientCapabilities": {},
-                "io.modelcontextprotocol/clientInfo": BRIDGE_CLIENT_INFO,
-            }
-            response = await child.request("server/discover", {"_meta": meta}, timeout=timeout)
+            response = await child.request("server/discover", {"_meta": _bridge_envelope()}, timeout=timeout)
             result = response.get("result")
             versions = result.get("supportedVersions", []) if isinstance(result, dict) else []
             if isinstance(result, dict) and any(v in MODERN_PROTOCOL_VERSIONS for v in versions):
@@ -183,6 +183,31 @@ class ChildPool:
             result["_meta"] = {SERVER_INFO_META_KEY: init["serverInfo"]}
         return result
 
+    async def tool_schema(self, name: str) -> Any | None:
+        """The inputSchema the server advertises for ``name`` (tools/list, cached for a minute), or None."""
+        if self._schemas is None or time.monotonic() - self._schemas_at > 60:
+            child = await self.acquire(5.0)
+            if child is None:
+                return None
+            schemas: dict[str, Any] = {}
+            cursor: Any = None
+            for _ in range(100):  # a server whose pages never end cannot hold a request up
+                params: JSON = {"cursor": cursor} if isinstance(cursor, str) else {}
+                if self.passthrough:
+                    params["_meta"] = _bridge_envelope()
+                response = await child.request("tools/list", params or None, timeout=10.0)
+                result = response.get("result")
+                if not isinstance(result, dict):
+                    return None
+                for tool in result.get("tools", []):
+                    if isinstance(tool, dict) and isinstance(tool.get("name"), str):
+                        schemas[tool["name"]] = tool.get("inputSchema")
+                cursor = result.get("nextCursor")
+                if not isinstance(cursor, str):
+                    break
+            self._schemas, self._schemas_at = schemas, time.monotonic()
+        return self._schemas.get(name)
+
     async def acquire(self, timeout: float) -> Child | None:
         """The ready child with the fewest requests in flight, waiting (bounded) while none is ready."""
         with anyio.move_on_after(timeout):
@@ -213,6 +238,15 @@ class ChildPool:
             opted_in = [w for w in child.pending.values() if w.notify is not None and w.log_opt_in]
             if method == "notifications/message" and len(child.pending) == 1 and opted_in:
                 await opted_in[0].notify(message)  # type: ignore[misc]
+
+
+def _bridge_envelope() -> JSON:
+    """The 2026-07-28 per-request envelope of the bridge's own requests to a 2026-speaking child."""
+    return {
+        "io.modelcontextprotocol/protocolVersion": LATEST_MODERN_VERSION,
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": BRIDGE_CLIENT_INFO,
+    }
 
 
 async def _safe_send(child: Child, message: JSON) -> None:
@@ -389,6 +423,11 @@ class ModernHandler:
         if isinstance(verdict, InboundLadderRejection):
             await self._reject(send, info, verdict, request_id)
             return
+        if method == "tools/call":
+            rejection = await self._mcp_param_rejection(request.headers, decoded.get("params") or {})
+            if rejection is not None:
+                await self._reject(send, info, rejection, request_id)
+                return
         if method in NOT_OFFERED or method == "initialize":
             await self._reply(send, info, _error(request_id, METHOD_NOT_FOUND, f"Method not found: {method}"))
             return
@@ -511,6 +550,21 @@ class ModernHandler:
                 # A client that closes the response stream cancels the request (2026-07-28).
                 exchange.cancel()
 
+    async def _mcp_param_rejection(self, headers: Headers, params: JSON) -> InboundLadderRejection | None:
+        """Check ``Mcp-Param-*`` headers against the tool's ``x-mcp-header`` declarations (the SDK's rule).
+
+        The child never sees HTTP headers, so the bridge is the one place this can be checked. Fail-open
+        like the SDK: if the schema cannot be had, nothing is rejected.
+        """
+        name, arguments = params.get("name"), params.get("arguments") or {}
+        if not isinstance(name, str) or not isinstance(arguments, dict):
+            return None
+        has_headers = any(key.lower().startswith(MCP_PARAM_HEADER_PREFIX.lower()) for key in headers)
+        schema = await self.pool.tool_schema(name)
+        if schema is None or (not has_headers and not x_mcp_header_map(schema)):
+            return None
+        return validate_mcp_param_headers(schema, arguments, headers)
+
     def remember_state_owner(self, state: Any, child: Child) -> None:
         if not isinstance(state, str):
             return
@@ -580,8 +634,4 @@ async def _respond_rpc(send: Send, status: int, message: JSON, retry_after: int 
     await _respond(send, status, body, headers)
 
 
-def monotonic_ms(start: float) -> float:
-    return round((time.monotonic() - start) * 1000, 2)
-
-
-__all__ = ["ChildPool", "Headers", "ModernHandler"]
+__all__ = ["ChildPool", "Exchange", "ModernHandler"]
