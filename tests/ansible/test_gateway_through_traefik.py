@@ -257,8 +257,12 @@ def test_metadata_paths_answer_without_authentication(gateway: Gateway) -> None:
             assert response.status_code == 200, (path, response.text)
             assert response.json()["resource"] == gateway.resources["time"]
             assert response.json()["authorization_servers"] == [gateway.auth.issuer]
-        metadata = http.get(gateway.url("time", "/.well-known/oauth-authorization-server"))
+        metadata = http.get(
+            gateway.url("time", "/.well-known/oauth-authorization-server"), headers={"Origin": "https://x"}
+        )
         assert metadata.status_code == 200
+        # One CORS answer, whoever adds it (Traefik's middleware replaces the service's own).
+        assert len(metadata.headers.get_list("access-control-allow-origin")) == 1
         assert metadata.json()["issuer"] == gateway.auth.issuer
         assert http.get(gateway.url("auth", "/.well-known/oauth-authorization-server")).json() == metadata.json()
 

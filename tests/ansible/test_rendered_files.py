@@ -34,7 +34,7 @@ def test_static_config_has_the_entry_points_redirect_and_resolver(rendered: tupl
     acme = static["certificatesResolvers"]["gateway"]["acme"]
     assert acme["caServer"] == "https://acme-v02.api.letsencrypt.org/directory"
     assert acme["httpChallenge"] == {"entryPoint": "web"}
-    assert static["api"]["dashboard"] is False
+    assert "api" not in static
     assert static["entryPoints"]["traefik"]["address"].startswith("127.0.0.1:")
 
 
