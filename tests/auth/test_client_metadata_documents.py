@@ -3,7 +3,7 @@
 import pytest
 
 from tests.auth.cimd_server import CimdServer, document, send_json, slow
-from tests.auth.oauthflow import REDIRECT, Browser, authorize_url, exchange, pkce, verify
+from tests.auth.oauthflow import REDIRECT, Browser, authorize_url, exchange, pkce, refresh, verify
 
 
 def good(handler, url):
@@ -34,6 +34,20 @@ ROUTES = {
         h.wfile.write(b"hello"),
     ),
     "/bad-uri.json": lambda h, url: send_json(h, document(url, ["http://evil.example/cb"])),
+    # Shaped like https://vscode.dev/oauth/client-metadata.json: it lists the device code grant.
+    "/vscode.json": lambda h, url: send_json(
+        h,
+        document(
+            url,
+            ["http://127.0.0.1:33418/", "https://vscode.dev/redirect", REDIRECT],
+            grant_types=["authorization_code", "refresh_token", "urn:ietf:params:oauth:grant-type:device_code"],
+            response_types=["code"],
+            token_endpoint_auth_method="none",
+            application_type="native",
+            client_uri="https://vscode.dev/product",
+        ),
+    ),
+    "/no-code-grant.json": lambda h, url: send_json(h, document(url, [REDIRECT], grant_types=["client_credentials"])),
 }
 
 
@@ -85,6 +99,24 @@ def test_a_good_document_is_a_client_that_goes_through_consent(cimd_service, git
     assert documents.hits["/good.json"] == 1  # cached (max-age) for the token request
 
 
+def test_a_document_listing_grant_types_this_server_lacks_is_still_a_client(cimd_service, github, documents):
+    """VS Code's published document lists the device code grant besides authorization_code and
+    refresh_token; refusing the whole client for it would lock VS Code out."""
+    client_id = documents.url("/vscode.json")
+    agent = Browser(cimd_service, github)
+    try:
+        verifier, challenge = pkce()
+        outcome = agent.open(authorize_url(cimd_service, client_id, challenge))
+        assert outcome.is_consent_page, outcome.response.text[:300]
+        params = agent.consent(outcome.response).params
+        tokens = exchange(cimd_service, {"client_id": client_id}, params["code"], verifier)
+        assert tokens.status_code == 200, tokens.text
+        again = refresh(cimd_service, {"client_id": client_id}, tokens.json()["refresh_token"])
+        assert again.status_code == 200, again.text
+    finally:
+        agent.close()
+
+
 @pytest.mark.parametrize(
     ("path", "reason"),
     [
@@ -97,6 +129,7 @@ def test_a_good_document_is_a_client_that_goes_through_consent(cimd_service, git
         ("/not-json.json", "not JSON"),
         ("/bad-uri.json", "invalid redirect URI"),
         ("/missing.json", "HTTP 404"),
+        ("/no-code-grant.json", "lack authorization_code"),
     ],
 )
 def test_a_bad_document_is_refused_as_invalid_client(cimd_service, github, documents, path, reason):

@@ -28,11 +28,30 @@ CLIENTS = {
         "token_endpoint_auth_method": "none",
         "scope": "mcp",
     },
+    # VS Code registers for the device code grant too (unsupported here: left out, not refused).
+    "vscode": {
+        "client_name": "Visual Studio Code",
+        "client_uri": "https://code.visualstudio.com",
+        "grant_types": ["authorization_code", "refresh_token", "urn:ietf:params:oauth:grant-type:device_code"],
+        "response_types": ["code"],
+        "redirect_uris": [
+            "https://insiders.vscode.dev/redirect",
+            "https://vscode.dev/redirect",
+            "http://localhost/",
+            "http://127.0.0.1/",
+            "http://localhost:33418/",
+            "http://127.0.0.1:33418/",
+        ],
+        "scope": "mcp",
+        "token_endpoint_auth_method": "none",
+        "application_type": "native",
+    },
 }
 REDIRECTS = {
     "claude.ai": "https://claude.ai/api/mcp/auth_callback",
     "claude-code": "http://localhost:51789/callback",
     "inspector": "http://localhost:6274/oauth/callback",
+    "vscode": "http://127.0.0.1:33418/",
 }
 
 
@@ -42,6 +61,7 @@ def test_client_shape_registers_authorizes_and_refreshes(browser, auth_service, 
         response = http.post("/register", json=CLIENTS[name])
     assert response.status_code == 201, response.text
     client = response.json()
+    assert client["grant_types"] == ["authorization_code", "refresh_token"]  # what is registered
     redirect = REDIRECTS[name]
     verifier, challenge = pkce()
     params = get_code(browser, client["client_id"], challenge, redirect_uri=redirect)

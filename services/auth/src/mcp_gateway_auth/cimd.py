@@ -22,7 +22,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-from .clients import redirect_uri_problem
+from .clients import redirect_uri_problem, supported_grant_types
 
 MAX_CACHE_SECONDS = 86400
 DEFAULT_CACHE_SECONDS = 300
@@ -211,9 +211,12 @@ def validate_document(url: str, document: object) -> dict:
     for secret_field in ("client_secret", "client_secret_expires_at"):
         if secret_field in document:
             raise CimdError(f"client metadata document must not contain {secret_field}")
-    grant_types = document.get("grant_types") or ["authorization_code"]
-    if not isinstance(grant_types, list) or not set(grant_types) <= {"authorization_code", "refresh_token"}:
-        raise CimdError("client metadata document has unsupported grant_types")
+    grant_types = supported_grant_types(document.get("grant_types"))
+    if grant_types is None:
+        raise CimdError("client metadata document's grant_types lack authorization_code")
+    response_types = document.get("response_types")
+    if response_types is not None and (not isinstance(response_types, list) or "code" not in response_types):
+        raise CimdError("client metadata document's response_types lack code")
     metadata = {
         "client_name": name.strip(),
         "redirect_uris": uris,

@@ -125,13 +125,20 @@ class RegistrationClaims(ClientMetadataClaims):
         if self["token_endpoint_auth_method"] not in AUTH_METHODS:
             raise InvalidClaimError("token_endpoint_auth_method")
 
+    @classmethod
+    def get_claims_options(cls, metadata):
+        # Grant and response types are checked below, tolerating extra ones (see supported_grant_types).
+        options = super().get_claims_options(metadata)
+        options.pop("grant_types", None)
+        options.pop("response_types", None)
+        return options
+
     def validate_grant_types(self):
-        grant_types = self.get("grant_types") or ["authorization_code"]
-        if not set(grant_types) <= set(GRANT_TYPES) or "authorization_code" not in grant_types:
+        if supported_grant_types(self.get("grant_types")) is None:
             raise InvalidClaimError("grant_types")
 
     def validate_response_types(self):
-        if not set(self.get("response_types") or ["code"]) <= {"code"}:
+        if "code" not in (self.get("response_types") or ["code"]):
             raise InvalidClaimError("response_types")
 
     def validate_application_type(self):
@@ -140,9 +147,24 @@ class RegistrationClaims(ClientMetadataClaims):
 
     def get_registered_claims(self):
         claims = super().get_registered_claims()
-        claims.setdefault("grant_types", ["authorization_code"])
-        claims.setdefault("response_types", ["code"])
+        # RFC 7591 section 3.2.1: the server registers what it supports and says so in the answer.
+        claims["grant_types"] = supported_grant_types(claims.get("grant_types"))
+        claims["response_types"] = ["code"]
         return claims
+
+
+def supported_grant_types(requested: object) -> list[str] | None:
+    """The grant types of a client's metadata that this server supports, or None when that leaves no
+    authorization code flow. Extra types are ignored rather than refused: VS Code, for one, lists
+    the device code grant in its registration and in its metadata document, which it cannot tailor
+    to each server."""
+    if requested is None or requested == []:
+        return ["authorization_code"]
+    if not isinstance(requested, list) or not all(isinstance(g, str) for g in requested):
+        return None
+    if "authorization_code" not in requested:
+        return None
+    return [g for g in GRANT_TYPES if g in requested]
 
 
 class Client(ClientMixin):
