@@ -1,12 +1,13 @@
 """What Redis keeps: the per-client and per-user grant indexes hold live grants only, so a client
 that authorizes for ever (one metadata-document client serves every user) does not grow a key for ever."""
 
+import re
 import time
 
 import httpx
 import redis
 
-from tests.auth.oauthflow import Browser, get_code, pkce, register, tokens_for, verify
+from tests.auth.oauthflow import Browser, api, authorize_url, get_code, pkce, register, tokens_for, verify
 
 
 def _members(client: redis.Redis, pattern: str) -> dict[str, int]:
@@ -70,3 +71,40 @@ def test_deleting_a_client_still_ends_a_grant_listed_by_the_previous_storage_for
         )
     assert response.status_code == 204
     assert verify(service, tokens["access_token"]).status_code == 401
+
+
+def test_a_registration_that_never_authorizes_is_kept_a_day_at_most(browser, auth_service, redis_server):
+    """Attack: registration is open, so one address registering 20 clients a minute, each kept
+    AUTH_CLIENT_TTL (90 days), would hold millions of records in a Redis that never evicts. A
+    registration is kept its full life only once it has authorized someone."""
+    client = register(auth_service)
+    r = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    key = f"mcpgw:client:{client['client_id']}"
+    assert 0 < r.ttl(key) <= 86400
+    tokens_for(browser, client)
+    assert r.ttl(key) > 86400 * 80  # AUTH_CLIENT_TTL (90 days) from registration
+    assert client["client_secret_expires_at"] == 0  # a public client has no secret to expire
+    with api(auth_service, headers={"Authorization": f"Bearer {client['registration_access_token']}"}) as http:
+        read = http.get(f"/register/{client['client_id']}").json()
+    assert "unused" not in read and "expires_at" not in read
+
+
+def test_the_consent_form_is_rate_limited(auth_factory, redis_factory, github):
+    """Every approval stores the GitHub leg's state: the form is limited like /authorize."""
+    service = auth_factory(redis_url=redis_factory().url, env={"AUTH_RATELIMIT_AUTHORIZE": "3/minute"})
+    client = register(service)
+    browser = Browser(service, github)
+    try:
+        outcome = browser.open(authorize_url(service, client["client_id"], pkce()[1]))
+        assert outcome.is_consent_page
+        csrf = re.search(r'name="csrf" value="([^"]+)"', outcome.response.text).group(1)
+        statuses = []
+        for _ in range(4):
+            response = browser._send(
+                "POST", f"{service.issuer}/consent", {"csrf": csrf, "pending": "nope", "decision": "approve"}
+            )
+            statuses.append(response.status_code)
+    finally:
+        browser.close()
+    assert statuses[:3] == [400, 400, 400]
+    assert statuses[3] == 429

@@ -324,6 +324,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         settings = self.server.settings
         data = request.payload.data
         user: User = request.user
+        if request.client.record.get("unused"):
+            self.server.store.keep_client(request.client.client_id)
         gid = self.server.store.create_grant(
             user=user.login,
             client_id=request.client.client_id,
@@ -585,6 +587,9 @@ def server_metadata(settings: Settings) -> dict:
     }
 
 
+UNUSED_CLIENT_TTL = 86400  # a registration that never got a code lives this long at most
+
+
 class _Open:
     """Registration is open (RFC 7591 §3 without an initial access token), and rate-limited."""
 
@@ -618,8 +623,12 @@ class Registration(ClientRegistrationEndpoint):
             "client_secret_hash": digest(secret) if secret else None,
             "registration_access_token_hash": digest(registration_token),
             "metadata": metadata,
+            "expires_at": expires_at,
+            # Registration is open: until it authorizes someone, a registration is kept one day at most,
+            # so anonymous callers cannot fill Redis (noeviction) with clients kept for months.
+            "unused": True,
         }
-        self.server.store.save_client(record, settings.client_ttl)
+        self.server.store.save_client(record, min(settings.client_ttl or UNUSED_CLIENT_TTL, UNUSED_CLIENT_TTL))
         body = {**metadata, **public_client_info(record)}
         if secret:
             body["client_secret"] = secret

@@ -89,6 +89,17 @@ class Store:
         key = PREFIX + f"client:{record['client_id']}"
         self.redis.set(key, json.dumps(record), keepttl=True)
 
+    def keep_client(self, client_id: str) -> None:
+        """A registration in use lives its full life (until `expires_at`, 0 = for ever)."""
+        record = self.get_client(client_id)
+        if record is None or not record.pop("unused", False):
+            return
+        expires_at = int(record.get("expires_at") or 0)
+        if expires_at and expires_at <= time.time():
+            return
+        ttl = expires_at - int(time.time()) if expires_at else None
+        self.redis.set(PREFIX + f"client:{client_id}", json.dumps(record), ex=ttl)
+
     def get_client(self, client_id: str) -> dict | None:
         if not client_id or len(client_id) > 2048:
             return None

@@ -314,6 +314,7 @@ def authorize():
 
 
 @bp.post("/consent")
+@limiter.limit(lambda: settings().ratelimit_authorize)
 def consent():
     conf = settings()
     token = request.form.get("csrf", "")
