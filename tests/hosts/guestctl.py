@@ -161,7 +161,10 @@ class Guest:
         return cls(**data)
 
     def alive(self) -> dict[str, bool]:
-        return {role: pid_is(pid, self.name) for role, pid in self.pids.items()}
+        return {
+            role: container_init_is(pid, self.name) if role == "init" else pid_is(pid, self.name)
+            for role, pid in self.pids.items()
+        }
 
     def summary(self) -> dict[str, object]:
         return {
@@ -195,6 +198,16 @@ def pid_is(pid: int, marker: str) -> bool:
         return False
     # an empty command line is a process between fork and exec (nsenter becoming systemd-nspawn)
     return marker in cmdline or not cmdline
+
+
+def container_init_is(pid: int, name: str) -> bool:
+    """True when pid is alive and the init of the nspawn container we named (its /etc/hostname)."""
+    try:
+        hostname = Path(f"/proc/{pid}/root/etc/hostname").read_text().strip()
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return hostname == name and "\nState:\tZ" not in status
 
 
 def valid_name(name: str) -> str:
@@ -474,16 +487,17 @@ def start_nspawn(guest: Guest, cache: Path, pubkey: str) -> None:
         guest.dir / "nspawn.log",
     )
     guest.pids["nspawn"] = nspawn.pid
-    if guest.network:
-        return
-    # nspawn's first child is a helper still in the host's namespaces; the container's init (its
-    # own network namespace) comes next, also as nspawn's child (nspawn is its subreaper)
-    host_netns = os.readlink("/proc/self/ns/net")
+    # nspawn's first child is a helper still in nspawn's namespaces; the container's init (its own
+    # network namespace) comes next, also as nspawn's child (nspawn is its subreaper). Remember it:
+    # if nspawn ever dies by SIGKILL, the container lives on and `down` must kill it itself.
     deadline = time.monotonic() + 30
-    while not (init := [pid for pid in children(nspawn.pid) if netns_of(pid) not in ("", host_netns)]):
+    while not (init := [p for p in children(nspawn.pid) if netns_of(p) not in ("", netns_of(nspawn.pid))]):
         if nspawn.poll() is not None or time.monotonic() > deadline:
             raise GuestError(f"systemd-nspawn did not start; see {guest.dir}/nspawn.log")
         time.sleep(0.05)
+    guest.pids["init"] = init[0]
+    if guest.network:
+        return
     sock = guest.dir / "slirp.sock"
     slirp = spawn(
         [
@@ -722,7 +736,12 @@ def down(name: str, keep_logs: bool = False) -> None:
         # nspawn powers the container off on SIGTERM; QEMU quits at once (the disk is thrown away)
         for role in ("nspawn", "qemu"):
             if role in guest.pids:
-                stop_pid(guest.pids[role], name)
+                stop_pid(guest.pids[role], name, timeout=15)
+        # a container whose nspawn had to be SIGKILLed keeps running: killing its init ends it
+        init = guest.pids.get("init")
+        if init and container_init_is(init, name):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(init, signal.SIGKILL)
         if "slirp4netns" in guest.pids:
             stop_pid(guest.pids["slirp4netns"], str(gdir), timeout=5)
         if guest.network:

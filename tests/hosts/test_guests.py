@@ -42,6 +42,22 @@ def processes_naming(marker: str) -> list[str]:
     return found
 
 
+def container_processes(name: str) -> list[str]:
+    """Live processes whose root filesystem says it is the guest `name` (an nspawn container's)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or proc.name == "1":
+            continue
+        try:
+            hostname = (proc / "root/etc/hostname").read_text().strip()
+            zombie = "\nState:\tZ" in (proc / "status").read_text()
+        except OSError:
+            continue
+        if hostname == name and not zombie:
+            found.append(proc.name)
+    return found
+
+
 @pytest.fixture(scope="module")
 def image() -> Path:
     start = time.monotonic()
@@ -92,6 +108,7 @@ def test_guest_answers_over_ssh_and_down_leaves_nothing(kind: str, started: list
     assert not guest_dir.exists()
     assert processes_naming(str(guest_dir)) == []
     assert processes_naming(f"--machine={name}") == []
+    assert container_processes(name) == []
     assert guest("status", name).returncode == 1
 
 
