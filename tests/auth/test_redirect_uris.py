@@ -16,6 +16,14 @@ from tests.auth.oauthflow import authorize_url, get_code, pkce, register
         "http://127.0.0.1:33418/callback#frag",
         "https://127.0.0.1:33418/callback",
         "javascript:alert(1)",
+        # userinfo and backslash tricks: browsers and URL parsers disagree on the host of these
+        "http://127.0.0.1:33418@evil.example/callback",
+        "http://127.0.0.1:33418\\@evil.example/callback",
+        "http://evil.example\\@127.0.0.1:33418/callback",
+        "http://127.0.0.1%2F@evil.example/callback",
+        # another loopback host is another redirect URI (only the port may vary)
+        "http://[::1]:33418/callback",
+        "http://localhost:33418/callback",
     ],
 )
 def test_an_unregistered_redirect_uri_gets_an_error_page_not_a_redirect(browser, auth_service, redirect_uri):

@@ -502,7 +502,24 @@ def _still_allowed(settings: Settings, login: str, resource_url: str) -> bool:
     return resource is not None and settings.user_allowed(login, resource)
 
 
-class Revocation(RevocationEndpoint):
+class UnsupportedTokenTypeError(OAuth2Error):
+    """RFC 7009 section 2.2.1, answered as RFC 6749 section 5.2 says: 400. (authlib's answers 401,
+    which tells a client its authentication failed and carries no WWW-Authenticate.)"""
+
+    error = "unsupported_token_type"
+
+
+class _TokenTypeHint:
+    def check_params(self, request, client):
+        try:
+            super().check_params(request, client)
+        except OAuth2Error as exc:
+            if exc.error == UnsupportedTokenTypeError.error:
+                raise UnsupportedTokenTypeError(exc.description) from exc
+            raise
+
+
+class Revocation(_TokenTypeHint, RevocationEndpoint):
     CLIENT_AUTH_METHODS: ClassVar[list[str]] = list(AUTH_METHODS)
     server: GatewayServer
 
@@ -524,7 +541,7 @@ class Revocation(RevocationEndpoint):
         audit("token_revoked", kind=token.kind, client_id=token.client_id)
 
 
-class Introspection(IntrospectionEndpoint):
+class Introspection(_TokenTypeHint, IntrospectionEndpoint):
     CLIENT_AUTH_METHODS: ClassVar[list[str]] = list(AUTH_METHODS)
     server: GatewayServer
 
