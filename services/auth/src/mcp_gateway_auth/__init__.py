@@ -67,8 +67,8 @@ def _cimd_rate_limit(app: Flask, settings: Settings) -> None:
     limiter = FixedWindowRateLimiter(storage_from_string(settings.limits_storage_uri))
 
     def allow() -> bool:
-        from flask import request
+        from .web import client_address_key
 
-        return limiter.hit(limit, "mcpgw:rl:cimd", request.remote_addr or "-")
+        return limiter.hit(limit, "mcpgw:rl:cimd", client_address_key())
 
     app.extensions["mcpgw_cimd_limit"] = allow

@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 
 from flask import Flask, Response, current_app, render_template, request
 from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .config import Settings
 
-limiter = Limiter(key_func=get_remote_address, headers_enabled=True, key_prefix="mcpgw:rl")
+
+def client_address_key() -> str:
+    """Whom a rate limit counts: the client's IPv4 address, or the /64 of its IPv6 address. One
+    IPv6 host usually holds a whole /64 and could otherwise take a fresh budget per address."""
+    address = request.remote_addr or "-"
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+limiter = Limiter(key_func=client_address_key, headers_enabled=True, key_prefix="mcpgw:rl")
 
 # Endpoints a browser-based MCP client (the MCP Inspector) calls cross-origin.
 CORS_PATHS = ("/.well-known/", "/register", "/token", "/revoke", "/introspect", "/jwks")
