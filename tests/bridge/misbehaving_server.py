@@ -13,6 +13,12 @@ Standard library only, so it starts in milliseconds. Tools:
   routed(region)        answers with the region; its schema routes `region` in an Mcp-Param-Region header
   raw()                 answers with the exact JSON-RPC message it received, and its environment
   ask(question)         asks the client (sampling/createMessage) and answers with the client's reply
+  deep(depth)           prints a JSON line nested `depth` levels deep, then answers
+  odd_message()         prints well-formed JSON that is not a valid MCP message (progress with list params,
+                        a response with a string error code), then answers
+  bad_answer()          answers with a result that is not an object (invalid JSON-RPC)
+  progress(count)       sends `count` progress notifications for the request's token, then answers
+  long_line(mib)        writes `mib` MiB without a newline, then a newline, then answers
 """
 
 import json
@@ -21,6 +27,7 @@ import sys
 import time
 
 TOOLS = ["echo", "big", "crash", "hang", "freeze", "flood_stderr", "garbage", "pid", "ask", "raw", "chatty", "routed"]
+TOOLS += ["deep", "odd_message", "bad_answer", "progress", "long_line"]
 ROUTED_SCHEMA = {"type": "object", "properties": {"region": {"type": "string", "x-mcp-header": "Region"}}}
 ASKED = {}  # our request id -> the tools/call request id waiting for the answer
 
@@ -62,6 +69,33 @@ def call_tool(request_id, name, args, message=None):
         sys.stdout.write("this is not JSON\n{broken json\n")
         sys.stdout.flush()
         text_result(request_id, "after garbage")
+    elif name == "deep":
+        depth = int(args.get("depth", 100000))
+        sys.stdout.write("[" * depth + "]" * depth + "\n")
+        sys.stdout.flush()
+        text_result(request_id, "deep done")
+    elif name == "odd_message":
+        send({"jsonrpc": "2.0", "method": "notifications/progress", "params": [1, 2]})
+        send({"jsonrpc": "2.0", "method": "notifications/message", "params": "not an object"})
+        send({"jsonrpc": "2.0", "id": 987654321, "error": {"code": "E_ODD", "message": "odd"}})
+        send({"jsonrpc": "2.0", "id": [1], "result": {}})
+        send({"jsonrpc": "2.0", "id": "x", "method": ["not", "a", "string"]})
+        text_result(request_id, "odd done")
+    elif name == "bad_answer":
+        send({"jsonrpc": "2.0", "id": request_id, "result": "not an object"})
+    elif name == "progress":
+        token = ((message or {}).get("params") or {}).get("_meta", {}).get("progressToken")
+        for i in range(int(args.get("count", 1000))):
+            progress = {"progressToken": token, "progress": i}
+            send({"jsonrpc": "2.0", "method": "notifications/progress", "params": progress})
+        text_result(request_id, "progress done")
+    elif name == "long_line":
+        chunk = "x" * (1024 * 1024)
+        for _ in range(int(float(args.get("mib", 1)))):
+            sys.stdout.write(chunk)
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+        text_result(request_id, "long line done")
     elif name == "pid":
         text_result(request_id, str(os.getpid()))
     elif name == "ask":

@@ -24,6 +24,8 @@ from typing import Any
 import anyio
 import anyio.abc
 
+from .config import Settings
+
 log = logging.getLogger("mcp_gateway_proxy.child")
 
 JSON = dict[str, Any]
@@ -74,6 +76,7 @@ class Child:
         cwd: str | None = None,
         env: Mapping[str, str] | None = None,
         shutdown_grace: float = 3.0,
+        max_message_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self.argv = list(argv)
         self.label = label
@@ -81,6 +84,8 @@ class Child:
         self.cwd = cwd
         self.env = dict(env) if env is not None else _child_environment()
         self.shutdown_grace = shutdown_grace
+        self.max_message_bytes = max_message_bytes
+        self.failure: str | None = None  # why the bridge stopped the child, told to whoever waited
         self.process: anyio.abc.Process | None = None
         self.pending: dict[int, Pending] = {}
         self.by_token: dict[str, int] = {}
@@ -91,6 +96,19 @@ class Child:
         self.non_json_lines = 0
         self.stderr_lines = 0
         self._write_lock = anyio.Lock()
+
+    @classmethod
+    def for_settings(
+        cls, settings: Settings, *, label: str, on_unrouted: Callable[[Child, JSON], Awaitable[None]]
+    ) -> Child:
+        return cls(
+            settings.command,
+            label=label,
+            on_unrouted=on_unrouted,
+            cwd=settings.child_cwd,
+            shutdown_grace=settings.shutdown_grace,
+            max_message_bytes=settings.max_message_bytes,
+        )
 
     @property
     def alive(self) -> bool:
@@ -129,15 +147,18 @@ class Child:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._drain_stderr)
                 await self._read_stdout()
-                # stdout closed: the child is gone or going; reap it (bounded) and stop draining.
-                with anyio.move_on_after(self.shutdown_grace):
-                    await self.process.wait()
+                if self.failure is None:
+                    # stdout closed: the child is gone or going; reap it (bounded) and stop draining.
+                    with anyio.move_on_after(self.shutdown_grace):
+                        await self.process.wait()
                 tg.cancel_scope.cancel()
+        except Exception:  # whatever a child does must end this child only, never the bridge
+            log.exception("reading the output of %s failed", self.label)
         finally:
             with anyio.CancelScope(shield=True):
                 await self.kill()
             self.exited.set()
-            self._fail_all(f"MCP server exited (code {self.returncode})")
+            self._fail_all(self.failure or f"MCP server exited (code {self.returncode})")
             log.info(json.dumps({"event": "child_exited", "child": self.label, "code": self.returncode}))
 
     async def _read_stdout(self) -> None:
@@ -154,6 +175,12 @@ class Child:
                     if line.strip():
                         await self._on_line(line)
                 del buffer[:start]
+                if len(buffer) > self.max_message_bytes:
+                    # A line with no end in sight: stop before it takes the bridge's memory with it. The
+                    # stream cannot be resynchronised with confidence, so the child is replaced.
+                    self.failure = f"MCP server sent a message over {self.max_message_bytes} bytes"
+                    log.error(json.dumps({"event": "child_message_too_large", "child": self.label}))
+                    return
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             pass
         if buffer.strip():
@@ -162,14 +189,18 @@ class Child:
     async def _on_line(self, line: bytes) -> None:
         try:
             message = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
             self.non_json_lines += 1
             text = line[:_LOG_LINE_MAX].decode("utf-8", "replace")
             log.warning(json.dumps({"event": "child_stdout_not_json", "child": self.label, "line": text}))
             return
         for item in message if isinstance(message, list) else [message]:
-            if isinstance(item, dict):
+            if not isinstance(item, dict):
+                continue
+            try:
                 await self._on_message(item)
+            except Exception:  # one odd message is skipped; the child and the bridge go on
+                log.exception("message from %s could not be handled", self.label)
 
     async def _on_message(self, message: JSON) -> None:
         self.last_answer_at = time.monotonic()
@@ -180,8 +211,8 @@ class Child:
                 waiter.response = message
                 waiter.done.set()
                 return
-        elif message.get("method") == "notifications/progress":
-            params = message.get("params") or {}
+        elif message.get("method") == "notifications/progress" and isinstance(message.get("params"), dict):
+            params = message["params"]
             owner = self.by_token.get(str(params.get("progressToken")))
             waiter = self.pending.get(owner) if owner is not None else None
             if waiter is not None and waiter.notify is not None:

@@ -26,6 +26,7 @@ class Settings:
     session_idle_timeout: float = 1800.0
     request_timeout: float = 120.0
     max_body_bytes: int = 8 * 1024 * 1024
+    max_message_bytes: int = 64 * 1024 * 1024
     user_header: str = "X-Auth-User"
     max_inflight: int = 1024
     sse_keepalive: float = 15.0
@@ -55,6 +56,13 @@ _OPTIONS: list[tuple[str, type, object, str]] = [
     ("session_idle_timeout", float, 1800.0, "Seconds without a request (or open GET stream) before a session ends."),
     ("request_timeout", float, 120.0, "Seconds a request may wait for the child's answer before a timeout error."),
     ("max_body_bytes", int, 8 * 1024 * 1024, "Largest request body accepted; beyond: 413."),
+    (
+        "max_message_bytes",
+        int,
+        64 * 1024 * 1024,
+        "Largest message (one stdout line) accepted from the MCP server; beyond, the server is replaced "
+        "and its waiting requests get an error.",
+    ),
     ("user_header", str, "X-Auth-User", "Header carrying the authenticated user (set by Traefik ForwardAuth)."),
     ("max_inflight", int, 1024, "Most 2026-07-28 requests in flight at once; beyond: 503 with Retry-After."),
     ("sse_keepalive", float, 15.0, "Seconds between SSE keep-alive comments."),
@@ -135,7 +143,7 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
     port = int(values["port"])  # type: ignore[call-overload]
     if not 0 <= port <= 65535:
         parser.error(f"--port {port} is out of range")
-    for positive in ("max_sessions", "pool_size", "max_body_bytes", "max_inflight"):
+    for positive in ("max_sessions", "pool_size", "max_body_bytes", "max_message_bytes", "max_inflight"):
         if int(values[positive]) <= 0:  # type: ignore[call-overload]
             parser.error(f"--{positive.replace('_', '-')} must be positive")
     for positive in ("session_idle_timeout", "request_timeout", "sse_keepalive", "shutdown_grace"):
@@ -163,6 +171,7 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
         session_idle_timeout=float(values["session_idle_timeout"]),  # type: ignore[arg-type]
         request_timeout=float(values["request_timeout"]),  # type: ignore[arg-type]
         max_body_bytes=int(values["max_body_bytes"]),  # type: ignore[call-overload]
+        max_message_bytes=int(values["max_message_bytes"]),  # type: ignore[call-overload]
         user_header=str(values["user_header"]),
         max_inflight=int(values["max_inflight"]),  # type: ignore[call-overload]
         sse_keepalive=float(values["sse_keepalive"]),  # type: ignore[arg-type]

@@ -141,13 +141,7 @@ class LegacySession:
                 child.label, child.on_unrouted = label, self._from_child_unrouted
                 self.child = child
             else:
-                child = Child(
-                    self.settings.command,
-                    label=label,
-                    on_unrouted=self._from_child_unrouted,
-                    cwd=self.settings.child_cwd,
-                    shutdown_grace=self.settings.shutdown_grace,
-                )
+                child = Child.for_settings(self.settings, label=label, on_unrouted=self._from_child_unrouted)
                 self.child = child
                 await tg.start(child.run)
                 self.metrics.children_started += 1
@@ -281,13 +275,7 @@ class SessionRegistry:
             while self.settings.spare_children > 0:
                 self.spares = [c for c in self.spares if c.alive]
                 if len(self.spares) < self.settings.spare_children:
-                    child = Child(
-                        self.settings.command,
-                        label="spare",
-                        on_unrouted=_ignore,
-                        cwd=self.settings.child_cwd,
-                        shutdown_grace=self.settings.shutdown_grace,
-                    )
+                    child = Child.for_settings(self.settings, label="spare", on_unrouted=_ignore)
                     await tg.start(child.run)
                     self.metrics.children_started += 1
                     if child.alive:

@@ -92,13 +92,7 @@ class ChildPool:
         backoff = 0.2
         first = True
         while True:
-            child = Child(
-                self.settings.command,
-                label=f"pool-{slot}",
-                on_unrouted=self._from_child_unrouted,
-                cwd=self.settings.child_cwd,
-                shutdown_grace=self.settings.shutdown_grace,
-            )
+            child = Child.for_settings(self.settings, label=f"pool-{slot}", on_unrouted=self._from_child_unrouted)
             self.children.append(child)
             await tg.start(child.run)
             self.metrics.children_started += 1
@@ -106,7 +100,7 @@ class ChildPool:
                 self.metrics.child_restarts += 1
             first = False
             try:
-                if child.alive and await self._prepare(child):
+                if child.alive and await self._prepared(child):
                     backoff = 0.2
                     self.failing = False
                     self.ready.append(child)
@@ -127,13 +121,22 @@ class ChildPool:
         self.ready_changed.set()
         self.ready_changed = anyio.Event()
 
+    async def _prepared(self, child: Child) -> bool:
+        """Whether the child is ready to serve; an answer of any odd shape fails this child, not the pool."""
+        try:
+            return await self._prepare(child)
+        except Exception:
+            log.exception("preparing %s failed", child.label)
+            return False
+
     async def _prepare(self, child: Child) -> bool:
         """Probe with ``server/discover`` and fall back to ``initialize`` (PROTOCOL.md §4)."""
         timeout = min(self.settings.request_timeout, 60.0)
         if self.passthrough is not False:
             response = await child.request("server/discover", {"_meta": _bridge_envelope()}, timeout=timeout)
             result = response.get("result")
-            versions = result.get("supportedVersions", []) if isinstance(result, dict) else []
+            versions = result.get("supportedVersions") if isinstance(result, dict) else None
+            versions = versions if isinstance(versions, list) else []
             if isinstance(result, dict) and any(v in MODERN_PROTOCOL_VERSIONS for v in versions):
                 self.passthrough = True
                 self.discover_result = result
