@@ -88,3 +88,15 @@ def test_a_line_over_the_message_limit_fails_its_request_at_once(limited_bridge:
 def test_a_line_under_the_message_limit_passes(limited_bridge: Bridge) -> None:
     with httpx.Client(timeout=30) as http:
         assert _text(_modern_call(http, limited_bridge, "big", {"mib": 0.5})) == "x" * (512 * 1024)
+
+
+def test_an_answer_that_is_not_json_rpc_becomes_an_error_not_a_hang(bridge: Bridge) -> None:
+    # Before: a legacy client waited for ever (the transport refused the answer and nothing took its place),
+    # and a 2026-07-28 client got {"result": "not an object"}, which no client can parse.
+    with httpx.Client(timeout=10) as http:
+        modern = _modern_call(http, bridge, "bad_answer", {})
+        assert modern["id"] == 1 and modern["error"]["code"] == -32603
+        session = initialize(http, bridge.url)
+        legacy = _legacy_call(http, bridge, session, "bad_answer", {})
+        assert legacy["id"] == 11 and legacy["error"]["code"] == -32603
+        assert _text(_legacy_call(http, bridge, session, "echo", {"text": "next"})) == "next"

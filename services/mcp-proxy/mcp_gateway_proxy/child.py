@@ -317,7 +317,7 @@ class Child:
             if self.pending.pop(bridge_id, None) is not None:
                 self._forget_token(bridge_id)
         assert waiter.response is not None
-        return waiter.response
+        return well_formed_answer(waiter.response)
 
     async def cancel(self, bridge_id: int, reason: str) -> None:
         """Tell the child to stop working on a request; whoever waits for it gets an error at once."""
@@ -387,6 +387,18 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def well_formed_answer(response: JSON) -> JSON:
+    """The child's answer when it is a JSON-RPC result (an object) or error (integer code, text message);
+    otherwise an internal error in its place, since an answer the bridge cannot pass on would leave the client
+    waiting for ever."""
+    error = response.get("error")
+    if isinstance(response.get("result"), dict) and error is None:
+        return response
+    if isinstance(error, dict) and type(error.get("code")) is int and isinstance(error.get("message"), str):
+        return response
+    return _error(response.get("id"), INTERNAL_ERROR, "MCP server sent an answer that is not valid JSON-RPC")
 
 
 def _error(request_id: Any, code: int, message: str) -> JSON:

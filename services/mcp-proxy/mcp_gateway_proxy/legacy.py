@@ -23,7 +23,7 @@ from mcp.server.streamable_http import EventCallback, EventMessage, EventStore, 
 from mcp.shared.message import ServerMessageMetadata, SessionMessage
 from mcp_types import JSONRPCMessage, JSONRPCNotification, JSONRPCRequest, jsonrpc_message_adapter
 
-from .child import CHILD_EXITED, REQUEST_TIMEOUT, Child, _error
+from .child import CHILD_EXITED, INTERNAL_ERROR, REQUEST_TIMEOUT, Child, _error
 from .config import Settings
 from .metrics import Metrics
 
@@ -229,7 +229,8 @@ class LegacySession:
         if isinstance(response.get("error"), dict):
             self.metrics.rpc_errors[("legacy", int(response["error"].get("code", 0)))] += 1
         response = {**response, "id": client_id}
-        await self._to_client(response)
+        if not await self._to_client(response):
+            await self._to_client(_error(client_id, INTERNAL_ERROR, "MCP server sent an answer that cannot be relayed"))
 
     async def _from_child_unrouted(self, child: Child, message: JSON) -> None:
         if child is not self.child:
@@ -241,17 +242,19 @@ class LegacySession:
             related = next(iter(self.in_flight))
         await self._to_client(message, related=related)
 
-    async def _to_client(self, raw: JSON, related: Any = None) -> None:
+    async def _to_client(self, raw: JSON, related: Any = None) -> bool:
+        """Hand a message to the transport; False when it is not a valid JSON-RPC message (then it is dropped)."""
         try:
             message = jsonrpc_message_adapter.validate_python(raw, by_name=False)
         except ValueError:
             log.warning(json.dumps({"event": "child_message_invalid", "session": self.session_id[:8]}))
-            return
+            return False
         metadata = ServerMessageMetadata(related_request_id=related) if related is not None else None
         try:
             await self._write.send(SessionMessage(message, metadata=metadata))
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             log.debug("session %s closed before a message could be delivered", self.session_id[:8])
+        return True
 
 
 async def _ignore(_child: Child, _message: JSON) -> None:
