@@ -18,6 +18,7 @@ Standard library only, so it starts in milliseconds. Tools:
                         a response with a string error code), then answers
   bad_answer()          answers with a result that is not an object (invalid JSON-RPC)
   progress(count)       sends `count` progress notifications for the request's token, then answers
+  deaf()                answers, then never reads stdin again (a server stuck in a blocking call)
   long_line(mib)        writes `mib` MiB without a newline, then a newline, then answers
 """
 
@@ -27,7 +28,7 @@ import sys
 import time
 
 TOOLS = ["echo", "big", "crash", "hang", "freeze", "flood_stderr", "garbage", "pid", "ask", "raw", "chatty", "routed"]
-TOOLS += ["deep", "odd_message", "bad_answer", "progress", "long_line"]
+TOOLS += ["deep", "odd_message", "bad_answer", "progress", "long_line", "deaf"]
 ROUTED_SCHEMA = {"type": "object", "properties": {"region": {"type": "string", "x-mcp-header": "Region"}}}
 ASKED = {}  # our request id -> the tools/call request id waiting for the answer
 
@@ -96,6 +97,9 @@ def call_tool(request_id, name, args, message=None):
         sys.stdout.write("\n")
         sys.stdout.flush()
         text_result(request_id, "long line done")
+    elif name == "deaf":
+        text_result(request_id, "not listening any more")
+        time.sleep(3600)
     elif name == "pid":
         text_result(request_id, str(os.getpid()))
     elif name == "ask":

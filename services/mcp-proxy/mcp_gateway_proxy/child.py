@@ -77,6 +77,7 @@ class Child:
         env: Mapping[str, str] | None = None,
         shutdown_grace: float = 3.0,
         max_message_bytes: int = 64 * 1024 * 1024,
+        write_timeout: float = 120.0,
     ) -> None:
         self.argv = list(argv)
         self.label = label
@@ -85,6 +86,7 @@ class Child:
         self.env = dict(env) if env is not None else _child_environment()
         self.shutdown_grace = shutdown_grace
         self.max_message_bytes = max_message_bytes
+        self.write_timeout = write_timeout
         self.failure: str | None = None  # why the bridge stopped the child, told to whoever waited
         self.process: anyio.abc.Process | None = None
         self.pending: dict[int, Pending] = {}
@@ -108,6 +110,7 @@ class Child:
             cwd=settings.child_cwd,
             shutdown_grace=settings.shutdown_grace,
             max_message_bytes=settings.max_message_bytes,
+            write_timeout=settings.request_timeout,
         )
 
     @property
@@ -261,7 +264,16 @@ class Child:
         data = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
         try:
             async with self._write_lock:
-                await self.process.stdin.send(data)
+                with anyio.move_on_after(self.write_timeout) as stalled:
+                    await self.process.stdin.send(data)
+                if stalled.cancelled_caught:
+                    # The child has not read its input for a whole request timeout. Left alone, every writer
+                    # (a legacy session's reader of client messages among them) would queue behind this one.
+                    self.failure = f"MCP server stopped reading its input for {self.write_timeout:g}s"
+                    log.warning(json.dumps({"event": "child_not_reading", "child": self.label}))
+                    with anyio.CancelScope(shield=True):
+                        await self.kill()
+                    raise ChildGone(self.failure)
         except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError) as exc:
             raise ChildGone(f"MCP server stopped reading its input: {exc}") from exc
 

@@ -193,8 +193,12 @@ class LegacySession:
         if self.child is not None and self.child.spawn_failed:
             return None  # answer at once: waiting will not make a missing command appear
         with anyio.move_on_after(self.settings.request_timeout):
-            await self.child_ready.wait()
-            return self.child
+            while True:
+                await self.child_ready.wait()
+                if self.child is not None and self.child.alive:
+                    return self.child
+                # The child just went and the supervisor has not noticed yet: wait for its replacement.
+                await anyio.sleep(0.05)
         return None
 
     async def _relay_request(self, raw: JSON) -> None:
