@@ -17,7 +17,7 @@ Standard library only, so it starts in milliseconds. Tools:
   odd_message()         prints well-formed JSON that is not a valid MCP message (progress with list params,
                         a response with a string error code), then answers
   bad_answer()          answers with a result that is not an object (invalid JSON-RPC)
-  progress(count)       sends `count` progress notifications for the request's token, then answers
+  progress(count)       sends `count` progress notifications for the request's token and the answer, in one write
   deaf()                answers, then never reads stdin again (a server stuck in a blocking call)
   long_line(mib)        writes `mib` MiB without a newline, then a newline, then answers
 """
@@ -86,10 +86,14 @@ def call_tool(request_id, name, args, message=None):
         send({"jsonrpc": "2.0", "id": request_id, "result": "not an object"})
     elif name == "progress":
         token = ((message or {}).get("params") or {}).get("_meta", {}).get("progressToken")
+        lines = []  # one write for all, so that the bridge reads them in a burst
         for i in range(int(args.get("count", 1000))):
             progress = {"progressToken": token, "progress": i}
-            send({"jsonrpc": "2.0", "method": "notifications/progress", "params": progress})
-        text_result(request_id, "progress done")
+            lines.append(json.dumps({"jsonrpc": "2.0", "method": "notifications/progress", "params": progress}))
+        result = {"content": [{"type": "text", "text": "progress done"}]}
+        lines.append(json.dumps({"jsonrpc": "2.0", "id": request_id, "result": result}))
+        sys.stdout.write("\n".join(lines) + "\n")
+        sys.stdout.flush()
     elif name == "long_line":
         chunk = "x" * (1024 * 1024)
         for _ in range(int(float(args.get("mib", 1)))):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 import secrets
 import time
 from collections.abc import Mapping
@@ -49,7 +50,7 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from . import __version__
-from .child import CHILD_EXITED, REQUEST_TIMEOUT, Child, _error
+from .child import CHILD_EXITED, INTERNAL_ERROR, REQUEST_TIMEOUT, Child, _error
 from .config import Settings
 from .metrics import Metrics
 
@@ -276,6 +277,10 @@ def _strip_envelope(params: Mapping[str, Any] | None) -> tuple[JSON | None, bool
     return params, opted_in
 
 
+# Notifications an exchange holds for a client that reads slowly, and server questions on top of them.
+_NOTIFICATIONS_KEPT = 256
+_QUESTIONS_KEPT = 16
+
 # Client capability each server-to-client request needs before it may be relayed as an input request.
 _NEEDS_CAPABILITY = {"sampling/createMessage": "sampling", "elicitation/create": "elicitation", "roots/list": "roots"}
 
@@ -297,7 +302,9 @@ class Exchange:
         self.user = user
         self.client_capabilities = client_capabilities
         self.token = secrets.token_urlsafe(24)
-        self.events_in, self.events_out = anyio.create_memory_object_stream[JSON](256)
+        # Unbounded as a stream; _event and _server_request bound it (the outcome itself is never dropped).
+        self.events_in, self.events_out = anyio.create_memory_object_stream[JSON](math.inf)
+        self.dropped = 0
         self.awaiting: dict[str, Any] = {}  # input request key -> the child's JSON-RPC request id
         self.attached = False
         self.finished = False
@@ -323,16 +330,20 @@ class Exchange:
                 # A 2026-07-28 child's own multi-round trip: its retry must come back to this same child,
                 # which may keep the request's state in memory.
                 self.handler.remember_state_owner(result.get("requestState"), self.child)
-            await self._event({"outcome": response})
+            self.events_in.send_nowait({"outcome": response})
         if not self.attached:
             # Nobody is there to read the outcome (the client never retried): forget the exchange.
             self.handler.exchanges.pop(self.token, None)
 
     async def _event(self, event: JSON) -> None:
-        try:
-            self.events_in.send_nowait(event)
-        except anyio.WouldBlock:
-            log.warning(json.dumps({"event": "exchange_event_dropped", "child": self.child.label}))
+        """A notification for the client: kept while the client keeps up, else dropped (and counted), since
+        waiting for a slow client would stall the child's output for everyone else on that child."""
+        if self.events_in.statistics().current_buffer_used >= _NOTIFICATIONS_KEPT:
+            self.dropped += 1
+            if self.dropped == 1:
+                log.warning(json.dumps({"event": "exchange_events_dropped", "child": self.child.label}))
+            return
+        self.events_in.send_nowait(event)
 
     async def _server_request(self, message: JSON) -> None:
         method = message.get("method", "")
@@ -341,7 +352,10 @@ class Exchange:
             reason = f"the client did not declare the {needed or method} capability"
             await _safe_send(self.child, _error(message["id"], METHOD_NOT_FOUND, reason))
             return
-        await self._event({"server_request": message})
+        if self.events_in.statistics().current_buffer_used >= _NOTIFICATIONS_KEPT + _QUESTIONS_KEPT:
+            await _safe_send(self.child, _error(message["id"], INTERNAL_ERROR, "too many questions unanswered"))
+            return
+        self.events_in.send_nowait({"server_request": message})
 
     def input_required(self, request_id: Any, message: JSON) -> JSON:
         key = f"input-{next(self._keys)}"
