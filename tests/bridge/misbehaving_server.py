@@ -12,7 +12,8 @@ Standard library only, so it starts in milliseconds. Tools:
   chatty(kib)           sends a log notification, then answers with a text of `kib` KiB
   routed(region)        answers with the region; its schema routes `region` in an Mcp-Param-Region header
   raw()                 answers with the exact JSON-RPC message it received, and its environment
-  ask(question)         asks the client (sampling/createMessage) and answers with the client's reply
+  ask(question, delay)  asks the client (sampling/createMessage) and answers with the client's reply
+                        `delay` seconds after it came
   deep(depth)           prints a JSON line nested `depth` levels deep, then answers
   odd_message()         prints well-formed JSON that is not a valid MCP message (progress with list params,
                         a response with a string error code), then answers
@@ -108,7 +109,7 @@ def call_tool(request_id, name, args, message=None):
         text_result(request_id, str(os.getpid()))
     elif name == "ask":
         ask_id = f"ask-{request_id}"
-        ASKED[ask_id] = request_id
+        ASKED[ask_id] = (request_id, float(args.get("delay", 0)))
         question = {"role": "user", "content": {"type": "text", "text": str(args.get("question", "?"))}}
         params = {"messages": [question], "maxTokens": 10}
         send({"jsonrpc": "2.0", "id": ask_id, "method": "sampling/createMessage", "params": params})
@@ -123,7 +124,8 @@ def main():
         message = json.loads(line)
         method, request_id = message.get("method"), message.get("id")
         if method is None and request_id in ASKED:
-            waiting = ASKED.pop(request_id)
+            waiting, delay = ASKED.pop(request_id)
+            time.sleep(delay)
             if "result" in message:
                 text_result(waiting, "client said: " + message["result"]["content"]["text"])
             else:

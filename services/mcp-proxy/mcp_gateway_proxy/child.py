@@ -66,6 +66,7 @@ class Child:
     """
 
     _ids = itertools.count(1)
+    _instances = itertools.count(1)
 
     def __init__(
         self,
@@ -80,6 +81,7 @@ class Child:
         write_timeout: float = 120.0,
     ) -> None:
         self.argv = list(argv)
+        self.instance = next(Child._instances)  # unique for the bridge's life, unlike a label or a pid
         self.label = label
         self.on_unrouted = on_unrouted
         self.cwd = cwd

@@ -13,6 +13,9 @@ is answered from the child's ``initialize`` result.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import itertools
 import json
 import logging
@@ -277,6 +280,8 @@ def _strip_envelope(params: Mapping[str, Any] | None) -> tuple[JSON | None, bool
     return params, opted_in
 
 
+_UNKNOWN_STATE = "requestState is unknown or has expired; send the request again without it"
+
 # Notifications an exchange holds for a client that reads slowly, and server questions on top of them.
 _NOTIFICATIONS_KEPT = 256
 _QUESTIONS_KEPT = 16
@@ -326,10 +331,12 @@ class Exchange:
                 await self.child.kill_if_unresponsive(min(5.0, self.handler.settings.request_timeout))
         if response is not None:
             result = response.get("result")
-            if isinstance(result, dict) and result.get("resultType") == "input_required":
-                # A 2026-07-28 child's own multi-round trip: its retry must come back to this same child,
-                # which may keep the request's state in memory.
-                self.handler.remember_state_owner(result.get("requestState"), self.child)
+            state = result.get("requestState") if isinstance(result, dict) else None
+            if isinstance(result, dict) and result.get("resultType") == "input_required" and isinstance(state, str):
+                # A 2026-07-28 child's own multi-round trip: the state the client sees is bound to this user
+                # and names this child (which sealed it with its own key), where the retry must go back.
+                sealed = self.handler.seal_state(state, self.child, self.user)
+                response = {**response, "result": {**result, "requestState": sealed}}
             self.events_in.send_nowait({"outcome": response})
         if not self.attached:
             # Nobody is there to read the outcome (the client never retried): forget the exchange.
@@ -389,7 +396,7 @@ class ModernHandler:
         self.pool = pool
         self.in_flight = 0
         self.exchanges: dict[str, Exchange] = {}  # requestState -> exchange waiting for the client's input
-        self.state_owners: dict[str, Child] = {}  # requestState of a 2026 child -> that child (bounded)
+        self._state_key = secrets.token_bytes(32)  # binds a 2026 child's requestState to user and child
         self.tg: anyio.abc.TaskGroup | None = None  # exchanges run here: they may outlive their HTTP request
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, body: bytes, info: dict[str, Any]) -> None:
@@ -477,14 +484,30 @@ class ModernHandler:
         if isinstance(state, str) and self.pool.passthrough is False:
             # The retry of a request that was answered with input_required: it continues the parked exchange.
             exchange = self.exchanges.get(state)
-            if exchange is None or exchange.user != info["user"] or exchange.method != method:
-                message = "requestState is unknown or has expired; send the request again without it"
-                await self._reply(send, info, _error(request_id, INVALID_PARAMS, message))
+            if (
+                exchange is None
+                or exchange.user != info["user"]
+                or exchange.method != method
+                or exchange.attached  # the same state retried twice at once: one retry continues it
+                or not exchange.awaiting
+            ):
+                await self._reply(send, info, _error(request_id, INVALID_PARAMS, _UNKNOWN_STATE))
                 return
-            await exchange.answer((params or {}).get("inputResponses") or {})
+            exchange.attached = True
+            try:
+                await exchange.answer((params or {}).get("inputResponses") or {})
+            finally:
+                exchange.attached = False
             await self._drive(send, receive, info, request_id, exchange, has_sse)
             return
-        child = self.state_owners.pop(state, None) if isinstance(state, str) else None
+        child = None
+        if isinstance(state, str) and self.pool.passthrough:
+            opened = self.open_state(state, info["user"])
+            if opened is None:  # not one the bridge handed out, or handed to another user
+                await self._reply(send, info, _error(request_id, INVALID_PARAMS, _UNKNOWN_STATE))
+                return
+            child, original = opened
+            params = {**(params or {}), "requestState": original}
         if child is None or not child.alive:
             child = await self.pool.acquire(self.settings.request_timeout)
         if child is None:
@@ -582,12 +605,25 @@ class ModernHandler:
             return None
         return validate_mcp_param_headers(schema, arguments, headers)
 
-    def remember_state_owner(self, state: Any, child: Child) -> None:
-        if not isinstance(state, str):
-            return
-        self.state_owners[state] = child
-        while len(self.state_owners) > 10_000:  # retries that never came: forget the oldest
-            del self.state_owners[next(iter(self.state_owners))]
+    def seal_state(self, state: str, child: Child, user: str) -> str:
+        """``<child>.<mac>.<child's own state>``: a stdio child cannot bind its state to the user (it never
+        learns who asks), so the bridge does, as the SDK's HTTP server binds it to the token's principal."""
+        tag = str(child.instance)
+        return f"{tag}.{self._state_mac(tag, user, state)}.{state}"
+
+    def open_state(self, sealed: str, user: str) -> tuple[Child | None, str] | None:
+        """The child that holds the state (None if it is gone) and the child's own state; None when the
+        state was not handed to this user by this bridge."""
+        parts = sealed.split(".", 2)
+        if len(parts) != 3 or not hmac.compare_digest(parts[1], self._state_mac(parts[0], user, parts[2])):
+            return None
+        tag, _, state = parts
+        return next((c for c in self.pool.ready if str(c.instance) == tag and c.alive), None), state
+
+    def _state_mac(self, tag: str, user: str, state: str) -> str:
+        message = "\0".join((tag, user, state)).encode("utf-8", "surrogatepass")
+        digest = hmac.new(self._state_key, message, hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
     def _finish(self, response: JSON, request_id: Any, method: str) -> JSON:
         response = {**response, "id": request_id}
