@@ -37,15 +37,24 @@ _REQUEST_SCOPED = ("notifications/message", "notifications/progress")
 
 
 class BoundedEventStore(EventStore):
-    """Per-session in-memory event log for SSE resumability (``Last-Event-ID``), capped in length."""
+    """Per-session in-memory event log for SSE resumability (``Last-Event-ID``), capped in length and in bytes:
+    answers of many MiB would otherwise keep up to 1000 of them alive per session."""
 
-    def __init__(self, max_events: int = 1000) -> None:
-        self._events: deque[tuple[int, str, JSONRPCMessage | None]] = deque(maxlen=max_events)
+    def __init__(self, max_events: int = 1000, max_bytes: int = 8 * 1024 * 1024) -> None:
+        self._events: deque[tuple[int, str, JSONRPCMessage | None, int]] = deque()
         self._counter = itertools.count(1)
+        self.max_events = max_events
+        self.max_bytes = max_bytes
+        self.size = 0
 
     async def store_event(self, stream_id: str, message: JSONRPCMessage | None) -> str:
         number = next(self._counter)
-        self._events.append((number, stream_id, message))
+        size = len(jsonrpc_message_adapter.dump_json(message, by_alias=True)) if message is not None else 0
+        self._events.append((number, stream_id, message, size))
+        self.size += size
+        # The newest event is always kept (a message is at most --max-message-bytes), older ones go first.
+        while len(self._events) > 1 and (len(self._events) > self.max_events or self.size > self.max_bytes):
+            self.size -= self._events.popleft()[3]
         return str(number)
 
     async def replay_events_after(self, last_event_id: str, send_callback: EventCallback) -> str | None:
@@ -53,10 +62,10 @@ class BoundedEventStore(EventStore):
             last = int(last_event_id)
         except ValueError:
             return None
-        stream_id = next((sid for number, sid, _ in self._events if number == last), None)
+        stream_id = next((sid for number, sid, _, _ in self._events if number == last), None)
         if stream_id is None:
             return None
-        for number, sid, message in list(self._events):
+        for number, sid, message, _ in list(self._events):
             if number > last and sid == stream_id and message is not None:
                 await send_callback(EventMessage(message, str(number)))
         return stream_id
