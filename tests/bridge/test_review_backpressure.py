@@ -3,6 +3,7 @@ and the session goes on; clients never wait without end."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 from collections.abc import Callable
 
@@ -41,3 +42,32 @@ def test_notifications_to_a_child_that_stopped_reading_do_not_wedge_the_session(
         assert answer["id"] == 4
         assert answer["result"]["content"][0]["text"] != before["result"]["content"][0]["text"], "a new child"
     assert '"child_not_reading"' in bridge.log_text()
+
+
+def test_the_in_flight_cap_covers_handshake_era_posts(
+    start_bridge: Callable[..., Bridge], misbehaving_argv: list[str]
+) -> None:
+    # Before: --max-inflight counted 2026-07-28 requests only; POSTs to a session were unbounded, each holding
+    # its body and a relay task for up to the request timeout.
+    bridge = start_bridge(misbehaving_argv, pool_size=1, max_inflight=2, request_timeout=8)
+    with httpx.Client(timeout=30) as http:
+        session = initialize(http, bridge.url)
+
+        def hang(request_id: int) -> httpx.Response:
+            with httpx.Client(timeout=30) as own:
+                return own.post(bridge.url, json=_call("hang", request_id), headers=legacy_headers(session))
+
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            hanging = [pool.submit(hang, n) for n in (10, 11)]
+            deadline, refused = time.monotonic() + 6, None
+            while time.monotonic() < deadline:
+                refused = http.post(bridge.url, json=_call("echo", 12, {"text": "x"}), headers=legacy_headers(session))
+                if refused.status_code == 503:
+                    break
+                time.sleep(0.1)
+            assert refused is not None and refused.status_code == 503
+            assert int(refused.headers["retry-after"]) > 0
+            for future in hanging:
+                assert rpc_messages(future.result())[-1]["error"]["code"] == -32001
+        after = http.post(bridge.url, json=_call("echo", 13, {"text": "after"}), headers=legacy_headers(session))
+        assert rpc_messages(after)[-1]["result"]["content"][0]["text"] == "after"

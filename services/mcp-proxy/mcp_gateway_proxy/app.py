@@ -44,6 +44,7 @@ class Bridge:
         self.sessions = SessionRegistry(settings, self.metrics)
         self.modern = ModernHandler(settings, self.metrics, self.pool)
         self._tg: anyio.abc.TaskGroup | None = None
+        self.legacy_in_flight = 0  # POSTs to handshake-era sessions being answered
         self.metrics.gauges.update(
             {
                 "mcp_proxy_sessions_open": lambda: len(self.sessions),
@@ -55,6 +56,7 @@ class Bridge:
                 "mcp_proxy_pool_children_ready": lambda: len(self.pool.ready),
                 "mcp_proxy_spare_children": lambda: len(self.sessions.spares),
                 "mcp_proxy_modern_requests_in_flight": lambda: self.modern.in_flight,
+                "mcp_proxy_legacy_requests_in_flight": lambda: self.legacy_in_flight,
             }
         )
 
@@ -163,7 +165,15 @@ class Bridge:
             if session is None:
                 await _respond_rpc(send, 404, _error(None, INVALID_REQUEST, "Session not found"))
                 return
-            await session.transport.handle_request(scope, replay, _json_when_possible(scope, send))
+            if scope["method"] == "POST" and self.legacy_in_flight >= self.settings.max_inflight:
+                # Each POST holds its body (and a relay task) until the child answers: bounded, like 2026 ones.
+                await _respond_rpc(send, 503, _error(None, CHILD_EXITED, "Too many requests in flight"), retry_after=1)
+                return
+            self.legacy_in_flight += scope["method"] == "POST"
+            try:
+                await session.transport.handle_request(scope, replay, _json_when_possible(scope, send))
+            finally:
+                self.legacy_in_flight -= scope["method"] == "POST"
             if session.transport.is_terminated:
                 await self.sessions.discard(session)
             return

@@ -64,7 +64,7 @@ _OPTIONS: list[tuple[str, type, object, str]] = [
         "and its waiting requests get an error.",
     ),
     ("user_header", str, "X-Auth-User", "Header carrying the authenticated user (set by Traefik ForwardAuth)."),
-    ("max_inflight", int, 1024, "Most 2026-07-28 requests in flight at once; beyond: 503 with Retry-After."),
+    ("max_inflight", int, 1024, "Most requests in flight at once, per era; beyond: 503 with Retry-After."),
     ("sse_keepalive", float, 15.0, "Seconds between SSE keep-alive comments."),
     ("cache_ttl_ms", int, 0, "ttlMs put on 2026-07-28 list and resources/read results the child does not mark."),
     ("cache_scope", str, "private", "cacheScope ('private' or 'public') put on those results."),
