@@ -85,3 +85,20 @@ def test_session_ids_are_never_reflected_header_injection(http: httpx.Client, pl
     )
     assert response.status_code == 404
     assert "evil-id" not in response.text and "evil-id" not in str(response.headers)
+
+
+def test_a_session_has_one_get_stream_at_a_time(http: httpx.Client, plain_bridge: Bridge) -> None:
+    session = initialize(http, plain_bridge.url)
+    headers = {**legacy_headers(session), "Accept": "text/event-stream"}
+    with http.stream("GET", plain_bridge.url, headers=headers) as first:
+        assert first.status_code == 200
+        with httpx.Client(timeout=20) as other:
+            assert other.get(plain_bridge.url, headers=headers).status_code == 409
+
+
+def test_a_get_without_a_session_is_405_not_400(http: httpx.Client, plain_bridge: Bridge) -> None:
+    # The specification: a GET is answered with an event stream or 405. Before: 400, which clients probing
+    # for a stream before initialize (the TypeScript SDK) take as a failure rather than "no stream here".
+    response = http.get(plain_bridge.url, headers={"Accept": "text/event-stream"})
+    assert response.status_code == 405
+    assert "POST" in response.headers["allow"]

@@ -25,7 +25,7 @@ from .child import CHILD_EXITED, REQUEST_TIMEOUT, _error
 from .config import Settings
 from .legacy import SessionRegistry
 from .metrics import Metrics
-from .modern import ChildPool, ModernHandler, _respond_rpc
+from .modern import ChildPool, ModernHandler, _respond, _respond_rpc
 from .sse_to_json import JsonWhenPossible
 
 access_log = logging.getLogger("mcp_gateway_proxy.access")
@@ -187,6 +187,11 @@ class Bridge:
             return
         if scope["method"] not in ("POST", "GET", "DELETE"):
             await _respond_rpc(send, 405, _error(None, INVALID_REQUEST, "Method not allowed"))
+            return
+        if scope["method"] == "GET":
+            # The transport rule for GET: a text/event-stream or 405. Clients that probe for a stream before
+            # initialize (the TypeScript SDK) take only 405 as "no stream here" and go on with POST.
+            await _respond(send, 405, b"", headers=[(b"allow", b"GET, POST, DELETE")])
             return
         await _respond_rpc(send, 400, _error(None, INVALID_REQUEST, "Bad Request: Missing Mcp-Session-Id header"))
 
