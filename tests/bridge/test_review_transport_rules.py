@@ -102,3 +102,29 @@ def test_a_get_without_a_session_is_405_not_400(http: httpx.Client, plain_bridge
     response = http.get(plain_bridge.url, headers={"Accept": "text/event-stream"})
     assert response.status_code == 405
     assert "POST" in response.headers["allow"]
+
+
+def test_a_browser_preflight_may_send_mcp_param_headers(http: httpx.Client, plain_bridge: Bridge) -> None:
+    # Before: the fixed list left out Mcp-Param-* headers, so a 2026-07-28 browser client (the Inspector)
+    # could not call a tool that routes an argument in one.
+    preflight = http.options(
+        plain_bridge.url,
+        headers={
+            "Origin": "http://localhost:6274",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "mcp-protocol-version, mcp-param-region, x-evil",
+        },
+    )
+    assert preflight.status_code == 204
+    allowed = [h.strip().lower() for h in preflight.headers["access-control-allow-headers"].split(",")]
+    assert "mcp-param-region" in allowed and "mcp-protocol-version" in allowed
+    assert "x-evil" not in allowed
+
+
+def test_made_up_http_methods_do_not_grow_the_metrics(http: httpx.Client, plain_bridge: Bridge) -> None:
+    # Before: every distinct method a client made up became a metrics series of its own, for ever.
+    for n in range(5):
+        http.request(f"FROB{n}", plain_bridge.url)
+    metrics = http.get(f"{plain_bridge.base_url}/metrics").text
+    assert 'method="FROB' not in metrics
+    assert 'method="other"' in metrics

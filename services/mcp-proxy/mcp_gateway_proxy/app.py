@@ -105,7 +105,8 @@ class Bridge:
         if scope["method"] == "OPTIONS" and cors:
             # A browser client's preflight (the MCP Inspector): allowed origins only, nothing else is served.
             info["era"] = "cors"
-            await watched_send({"type": "http.response.start", "status": 204, "headers": _CORS_PREFLIGHT})
+            preflight = [*_CORS_PREFLIGHT, _allowed_request_headers(headers.get("access-control-request-headers"))]
+            await watched_send({"type": "http.response.start", "status": 204, "headers": preflight})
             await watched_send({"type": "http.response.body", "body": b""})
             return
 
@@ -114,7 +115,8 @@ class Bridge:
         finally:
             elapsed = time.monotonic() - started
             status = info["status"] or 0
-            self.metrics.observe(info["era"], scope["method"], status, elapsed)
+            method = scope["method"] if scope["method"] in _HTTP_METHODS else "other"  # labels stay bounded
+            self.metrics.observe(info["era"], method, status, elapsed)
             if info.get("rpc_error") is not None:
                 self.metrics.rpc_errors[(info["era"], int(info["rpc_error"]))] += 1
             access_log.info(
@@ -239,15 +241,27 @@ class Bridge:
         return PlainTextResponse(self.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
+_HTTP_METHODS = frozenset({"GET", "POST", "DELETE", "OPTIONS", "HEAD", "PUT", "PATCH"})
 _CORS_PREFLIGHT = [
     (b"access-control-allow-methods", b"GET, POST, DELETE, OPTIONS"),
-    (
-        b"access-control-allow-headers",
-        b"Authorization, Content-Type, Accept, MCP-Protocol-Version, Mcp-Session-Id, Mcp-Method, Mcp-Name, "
-        b"Last-Event-ID",
-    ),
     (b"access-control-max-age", b"600"),
 ]
+_CORS_ALLOWED_HEADERS = (
+    "Authorization, Content-Type, Accept, MCP-Protocol-Version, Mcp-Session-Id, Mcp-Method, Mcp-Name, Last-Event-ID"
+)
+
+
+def _allowed_request_headers(requested: str | None) -> tuple[bytes, bytes]:
+    """The fixed list, plus the ``Mcp-Param-*`` headers the preflight asks for: a 2026-07-28 browser client
+    mirrors a tool's ``x-mcp-header`` arguments in headers whose names only the tool's schema knows."""
+    params = [
+        name.strip()
+        for name in (requested or "").split(",")
+        if name.strip().lower().startswith("mcp-param-")
+        and name.strip().isascii()
+        and name.strip().replace("-", "").isalnum()
+    ]
+    return b"access-control-allow-headers", ", ".join([_CORS_ALLOWED_HEADERS, *params]).encode("latin-1")
 
 
 def _cors_headers(origin: str | None) -> list[tuple[bytes, bytes]]:
