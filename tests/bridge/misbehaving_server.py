@@ -148,6 +148,9 @@ def main():
         elif method == "ping":
             send({"jsonrpc": "2.0", "id": request_id, "result": {}})
         elif method == "tools/list":
+            sys.stderr.write("tools/list served\n")
+            sys.stderr.flush()
+            time.sleep(float(os.environ.get("MISBEHAVING_TOOLS_LIST_DELAY", "0")))
             tools = [{"name": n, "inputSchema": ROUTED_SCHEMA if n == "routed" else {"type": "object"}} for n in TOOLS]
             send({"jsonrpc": "2.0", "id": request_id, "result": {"tools": tools}})
         elif method == "tools/call":

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import httpx
 
-from tests.bridge.rawhttp import initialize, legacy_headers, rpc_messages
+from tests.bridge.rawhttp import initialize, legacy_headers, modern_request, rpc_messages
 from tests.harness.bridge import Bridge
 
 
@@ -71,3 +71,24 @@ def test_the_in_flight_cap_covers_handshake_era_posts(
                 assert rpc_messages(future.result())[-1]["error"]["code"] == -32001
         after = http.post(bridge.url, json=_call("echo", 13, {"text": "after"}), headers=legacy_headers(session))
         assert rpc_messages(after)[-1]["result"]["content"][0]["text"] == "after"
+
+
+def test_a_burst_of_tool_calls_asks_the_child_for_its_tools_once(
+    start_bridge: Callable[..., Bridge], misbehaving_argv: list[str]
+) -> None:
+    # Before: each tools/call on a cold (or stale) schema cache sent its own tools/list to the child, before
+    # the in-flight cap counted it: 20 calls, 20 tools/list.
+    bridge = start_bridge(misbehaving_argv, pool_size=1, env={"MISBEHAVING_TOOLS_LIST_DELAY": "1"})
+    body, headers = modern_request("tools/call", {"name": "echo", "arguments": {"text": "burst"}})
+
+    def call() -> httpx.Response:
+        with httpx.Client(timeout=30) as own:
+            return own.post(bridge.url, json=body, headers=headers)
+
+    with concurrent.futures.ThreadPoolExecutor(20) as pool:
+        answers = [future.result() for future in [pool.submit(call) for _ in range(20)]]
+    assert all(rpc_messages(a)[-1]["result"]["content"][0]["text"] == "burst" for a in answers)
+    deadline = time.monotonic() + 5  # stderr lines reach the log a moment later
+    while time.monotonic() < deadline and "tools/list served" not in bridge.log_text():
+        time.sleep(0.1)
+    assert bridge.log_text().count("tools/list served") == 1

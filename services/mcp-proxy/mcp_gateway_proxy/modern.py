@@ -85,6 +85,7 @@ class ChildPool:
         self.failing = False  # the last child started could not be made ready
         self._schemas: dict[str, Any] | None = None  # tool name -> inputSchema, for Mcp-Param-* checks
         self._schemas_at = 0.0
+        self._schemas_lock = anyio.Lock()
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with anyio.create_task_group() as tg:
@@ -191,29 +192,40 @@ class ChildPool:
         return result
 
     async def tool_schema(self, name: str) -> Any | None:
-        """The inputSchema the server advertises for ``name`` (tools/list, cached for a minute), or None."""
-        if self._schemas is None or time.monotonic() - self._schemas_at > 60:
-            child = await self.acquire(5.0)
-            if child is None:
-                return None
-            schemas: dict[str, Any] = {}
-            cursor: Any = None
-            for _ in range(100):  # a server whose pages never end cannot hold a request up
-                params: JSON = {"cursor": cursor} if isinstance(cursor, str) else {}
-                if self.passthrough:
-                    params["_meta"] = _bridge_envelope()
-                response = await child.request("tools/list", params or None, timeout=10.0)
-                result = response.get("result")
-                if not isinstance(result, dict):
-                    return None
-                for tool in result.get("tools", []):
-                    if isinstance(tool, dict) and isinstance(tool.get("name"), str):
-                        schemas[tool["name"]] = tool.get("inputSchema")
-                cursor = result.get("nextCursor")
-                if not isinstance(cursor, str):
-                    break
-            self._schemas, self._schemas_at = schemas, time.monotonic()
+        """The inputSchema the server advertises for ``name`` (tools/list, cached for a minute), or None.
+
+        One refresh at a time: a burst of tools/call requests on a stale cache asks the child once, not once
+        per request (those requests are not yet counted in flight)."""
+        async with self._schemas_lock:
+            if self._schemas is None or time.monotonic() - self._schemas_at > 60:
+                schemas = await self._list_tool_schemas()
+                if schemas is None and self._schemas is None:
+                    return None  # no child to ask yet: ask again next time
+                self._schemas, self._schemas_at = (schemas or {}), time.monotonic()
         return self._schemas.get(name)
+
+    async def _list_tool_schemas(self) -> dict[str, Any] | None:
+        child = await self.acquire(5.0)
+        if child is None:
+            return None
+        schemas: dict[str, Any] = {}
+        cursor: Any = None
+        for _ in range(100):  # a server whose pages never end cannot hold a request up
+            params: JSON = {"cursor": cursor} if isinstance(cursor, str) else {}
+            if self.passthrough:
+                params["_meta"] = _bridge_envelope()
+            response = await child.request("tools/list", params or None, timeout=10.0)
+            result = response.get("result")
+            tools = result.get("tools") if isinstance(result, dict) else None
+            if not isinstance(tools, list):
+                return {}  # a server without a usable tools/list: nothing to check (the SDK's fail-open)
+            for tool in tools:
+                if isinstance(tool, dict) and isinstance(tool.get("name"), str):
+                    schemas[tool["name"]] = tool.get("inputSchema")
+            cursor = result.get("nextCursor")  # type: ignore[union-attr]
+            if not isinstance(cursor, str):
+                break
+        return schemas
 
     async def acquire(self, timeout: float) -> Child | None:
         """The ready child with the fewest requests in flight, waiting (bounded) while none is ready."""
