@@ -131,6 +131,9 @@ def main():
             else:
                 text_result(waiting, "client refused: " + message["error"]["message"])
             continue
+        if method == "notifications/cancelled":
+            sys.stderr.write(f"cancelled request {(message.get('params') or {}).get('requestId')}\n")
+            sys.stderr.flush()
         if request_id is None or method is None:
             continue  # notifications and other responses
         if method == "initialize":
