@@ -4,6 +4,7 @@ header values cannot smuggle anything."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import httpx
@@ -128,3 +129,23 @@ def test_made_up_http_methods_do_not_grow_the_metrics(http: httpx.Client, plain_
     metrics = http.get(f"{plain_bridge.base_url}/metrics").text
     assert 'method="FROB' not in metrics
     assert 'method="other"' in metrics
+
+
+def test_a_2025_11_25_stream_starts_with_a_priming_event_and_retry(http: httpx.Client, plain_bridge: Bridge) -> None:
+    session = initialize(http, plain_bridge.url)
+    call = {"jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": {"name": "chatty", "arguments": {"kib": 1}}}
+    response = http.post(plain_bridge.url, json=call, headers=legacy_headers(session))
+    assert response.headers["content-type"].startswith("text/event-stream")
+    first = response.text.replace("\r\n", "\n").split("\n\n")[0]
+    assert re.search(r"^id: *\S+", first, re.M) and re.search(r"^retry: *\d+", first, re.M)
+    assert not re.search(r"^data: *\S", first, re.M), "the priming event carries no message"
+
+
+@pytest.mark.parametrize("method", ["subscriptions/listen", "initialize", "logging/setLevel", "resources/subscribe"])
+def test_methods_the_2026_bridge_does_not_offer_are_32601(
+    http: httpx.Client, plain_bridge: Bridge, method: str
+) -> None:
+    body, headers = modern_request(method)
+    response = http.post(plain_bridge.url, json=body, headers=headers)
+    assert response.status_code == 404 and response.json()["error"]["code"] == -32601
+    assert "mcp-session-id" not in response.headers
