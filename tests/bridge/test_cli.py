@@ -27,6 +27,8 @@ OPTIONS = [
     "--session-idle-timeout",
     "--request-timeout",
     "--max-body-bytes",
+    "--max-message-bytes",
+    "--max-inflight",
     "--user-header",
 ]
 
