@@ -3,7 +3,6 @@ auth service and a small MCP endpoint, with ForwardAuth to /verify."""
 
 from __future__ import annotations
 
-import socket
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.harness.auth import AuthService
+from tests.harness.names import resolve_names
 from tests.harness.procs import LOOPBACK, ManagedProcess, free_port
 from tests.harness.tls import TestCA
 from tests.harness.traefik import Traefik
@@ -19,22 +19,9 @@ DOMAIN = "example.test"
 ECHO_APP = Path(__file__).with_name("mcp_echo_app.py")
 
 
-@contextmanager
 def resolve_test_names():
     """*.example.test resolves to 127.0.0.1 in this process (the names exist only in these tests)."""
-    original = socket.getaddrinfo
-
-    def getaddrinfo(host, *args, **kwargs):
-        name = host.decode() if isinstance(host, bytes) else host
-        if isinstance(name, str) and (name == DOMAIN or name.endswith("." + DOMAIN)):
-            host = LOOPBACK
-        return original(host, *args, **kwargs)
-
-    socket.getaddrinfo = getaddrinfo
-    try:
-        yield
-    finally:
-        socket.getaddrinfo = original
+    return resolve_names({DOMAIN: LOOPBACK})
 
 
 def start_echo(workdir: Path) -> tuple[ManagedProcess, int]:

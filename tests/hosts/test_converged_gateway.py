@@ -14,11 +14,9 @@ and a token for one service is refused by the other. Names of the test domain re
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import socket
 import ssl
 import subprocess
 import time
@@ -55,6 +53,8 @@ from mcp.shared.auth import (  # noqa: E402
     OAuthToken,
 )
 
+from tests.harness.names import resolve_names  # noqa: E402
+
 TOOL_CALLS = {
     "time": ("get_current_time", {"timezone": "UTC"}),
     "memory": ("read_graph", {}),
@@ -85,32 +85,13 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     api_ca = os.environ.get("PEBBLE_API_CA")
     verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=api_ca) if api_ca else False
     # Pebble's API certificate names 127.0.0.1 and localhost; reach it on the guest's address by name
-    with resolve({"localhost": address}):
+    with resolve_names({"localhost": address}):
         root = httpx.get(f"https://localhost:{PEBBLE_MANAGEMENT_PORT}/roots/0", verify=verify, timeout=10)
     root.raise_for_status()
     path = tmp_path_factory.mktemp("pebble") / "root.pem"
     path.write_text(root.text)
-    with resolve({DOMAIN: address}):
+    with resolve_names({DOMAIN: address}):
         yield Target(address, path, kind)
-
-
-@contextlib.contextmanager
-def resolve(names: dict[str, str]) -> Iterator[None]:
-    """Resolve each name (and its subdomains) to the given address in this process only."""
-    original = socket.getaddrinfo
-
-    def getaddrinfo(host, *args, **kwargs):  # type: ignore[no-untyped-def]
-        name = host.decode() if isinstance(host, bytes) else host
-        for suffix, address in names.items():
-            if isinstance(name, str) and (name == suffix or name.endswith("." + suffix)):
-                host = address
-        return original(host, *args, **kwargs)
-
-    socket.getaddrinfo = getaddrinfo
-    try:
-        yield
-    finally:
-        socket.getaddrinfo = original
 
 
 @dataclass
