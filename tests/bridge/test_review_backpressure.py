@@ -4,6 +4,7 @@ and the session goes on; clients never wait without end."""
 from __future__ import annotations
 
 import concurrent.futures
+import re
 import time
 from collections.abc import Callable
 
@@ -57,15 +58,17 @@ def test_the_in_flight_cap_covers_handshake_era_posts(
             with httpx.Client(timeout=30) as own:
                 return own.post(bridge.url, json=_call("hang", request_id), headers=legacy_headers(session))
 
+        def in_flight() -> float:
+            metrics = http.get(f"{bridge.base_url}/metrics").text
+            return float(re.search(r"^mcp_proxy_legacy_requests_in_flight (\S+)$", metrics, re.M).group(1))
+
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
             hanging = [pool.submit(hang, n) for n in (10, 11)]
-            deadline, refused = time.monotonic() + 6, None
-            while time.monotonic() < deadline:
-                refused = http.post(bridge.url, json=_call("echo", 12, {"text": "x"}), headers=legacy_headers(session))
-                if refused.status_code == 503:
-                    break
-                time.sleep(0.1)
-            assert refused is not None and refused.status_code == 503
+            deadline = time.monotonic() + 6  # probe only once both hang: a probe counts in flight too
+            while time.monotonic() < deadline and in_flight() < 2:
+                time.sleep(0.05)
+            refused = http.post(bridge.url, json=_call("echo", 12, {"text": "x"}), headers=legacy_headers(session))
+            assert refused.status_code == 503
             assert int(refused.headers["retry-after"]) > 0
             for future in hanging:
                 assert rpc_messages(future.result())[-1]["error"]["code"] == -32001
