@@ -86,6 +86,7 @@ class ChildPool:
         self._schemas: dict[str, Any] | None = None  # tool name -> inputSchema, for Mcp-Param-* checks
         self._schemas_at = 0.0
         self._schemas_lock = anyio.Lock()
+        self._turns = itertools.count()
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with anyio.create_task_group() as tg:
@@ -233,7 +234,9 @@ class ChildPool:
             while True:
                 alive = [c for c in self.ready if c.alive]
                 if alive:
-                    return min(alive, key=lambda c: len(c.pending))
+                    # Fewest requests in flight; ties rotate, so quick requests spread over the pool too.
+                    start = next(self._turns) % len(alive)
+                    return min(alive[start:] + alive[:start], key=lambda c: len(c.pending))
                 if self.failing:
                     return None  # the server does not start: say so now (503) rather than after the timeout
                 await self.ready_changed.wait()
