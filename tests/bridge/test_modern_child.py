@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import re
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import mcp_types as types
 import pytest
 from mcp import Client
@@ -23,6 +25,14 @@ MODERN_SERVER = Path(__file__).with_name("modern_server.py")
 
 async def test_input_required_retries_return_to_the_child_that_asked(start_bridge: Callable[..., Bridge]) -> None:
     bridge = start_bridge([sys.executable, str(MODERN_SERVER)], pool_size=3, spare_children=0)
+    # /health is 200 once one child is ready; a Python server takes a while to start on a loaded machine,
+    # and the spread checked below needs all three.
+    deadline = time.monotonic() + 30
+    while (
+        time.monotonic() < deadline
+        and "mcp_proxy_pool_children_ready 3" not in httpx.get(f"{bridge.base_url}/metrics", timeout=10).text
+    ):
+        time.sleep(0.1)
 
     async def elicit(_ctx: Any, _params: Any) -> types.ElicitResult:
         await anyio.sleep(0.2)  # keep several exchanges open at once, spread over the pool
