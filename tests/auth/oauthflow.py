@@ -165,6 +165,18 @@ def get_code(browser: Browser, client_id: str, challenge: str, **overrides: Any)
     return outcome.params
 
 
+def post_token(service: AuthService, client: dict, form: dict[str, Any]) -> httpx.Response:
+    """POST to /token authenticating as the client was registered (none, basic or post)."""
+    auth = None
+    if client.get("client_secret") and client.get("token_endpoint_auth_method") == "client_secret_basic":
+        auth = (client["client_id"], client["client_secret"])
+        form.pop("client_id", None)
+    elif client.get("client_secret"):
+        form["client_secret"] = client["client_secret"]
+    with api(service) as http:
+        return http.post("/token", data=form, auth=auth)
+
+
 def exchange(service: AuthService, client: dict, code: str, verifier: str | None, **overrides: Any) -> httpx.Response:
     form: dict[str, Any] = {
         "grant_type": "authorization_code",
@@ -176,27 +188,13 @@ def exchange(service: AuthService, client: dict, code: str, verifier: str | None
     }
     form.update(overrides)
     form = {k: v for k, v in form.items() if v is not None}
-    auth = None
-    if client.get("client_secret") and client.get("token_endpoint_auth_method") == "client_secret_basic":
-        auth = (client["client_id"], client["client_secret"])
-        form.pop("client_id", None)
-    elif client.get("client_secret"):
-        form["client_secret"] = client["client_secret"]
-    with api(service) as http:
-        return http.post("/token", data=form, auth=auth)
+    return post_token(service, client, form)
 
 
 def refresh(service: AuthService, client: dict, refresh_token: str, **overrides: Any) -> httpx.Response:
     form = {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": client["client_id"]}
     form.update(overrides)
-    auth = None
-    if client.get("client_secret") and client.get("token_endpoint_auth_method") == "client_secret_basic":
-        auth = (client["client_id"], client["client_secret"])
-        form.pop("client_id", None)
-    elif client.get("client_secret"):
-        form["client_secret"] = client["client_secret"]
-    with api(service) as http:
-        return http.post("/token", data=form, auth=auth)
+    return post_token(service, client, form)
 
 
 def tokens_for(browser: Browser, client: dict, **overrides: Any) -> dict:
