@@ -101,3 +101,15 @@ def browser(auth_service: AuthService, github: GitHubStub) -> Iterator[Browser]:
         yield agent
     finally:
         agent.close()
+
+
+@pytest.fixture
+def cimd_service(auth_factory, test_ca):
+    """A service allowed (for tests only) to fetch documents from `localhost`, with a 1 s deadline."""
+    return auth_factory(
+        env={
+            "AUTH_TEST_CIMD_ALLOWED_HOSTS": "localhost",
+            "SSL_CERT_FILE": str(test_ca.cert_path),
+            "AUTH_CIMD_TIMEOUT_MS": "1000",
+        }
+    )

@@ -60,18 +60,6 @@ def documents(test_ca):
         server.stop()
 
 
-@pytest.fixture
-def cimd_service(auth_factory, test_ca):
-    """A service allowed (for tests only) to fetch documents from `localhost`, with a 1 s deadline."""
-    return auth_factory(
-        env={
-            "AUTH_TEST_CIMD_ALLOWED_HOSTS": "localhost",
-            "SSL_CERT_FILE": str(test_ca.cert_path),
-            "AUTH_CIMD_TIMEOUT_MS": "1000",
-        }
-    )
-
-
 def _open(service, github, client_id):
     agent = Browser(service, github)
     try:

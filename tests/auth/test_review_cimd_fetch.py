@@ -34,17 +34,6 @@ def documents(test_ca):
         server.stop()
 
 
-@pytest.fixture
-def cimd_service(auth_factory, test_ca):
-    return auth_factory(
-        env={
-            "AUTH_TEST_CIMD_ALLOWED_HOSTS": "localhost",
-            "SSL_CERT_FILE": str(test_ca.cert_path),
-            "AUTH_CIMD_TIMEOUT_MS": "1000",
-        }
-    )
-
-
 def _authorize(service, github, client_id):
     agent = Browser(service, github)
     try:

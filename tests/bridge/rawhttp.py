@@ -33,15 +33,17 @@ def rpc_messages(response: httpx.Response) -> list[dict[str, Any]]:
     return [response.json()]
 
 
+INITIALIZE_REQUEST: dict[str, Any] = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}},
+}
+
+
 def initialize(client: httpx.Client, url: str, headers: dict[str, str] | None = None) -> str:
     """Open a handshake-era session by hand; returns its Mcp-Session-Id."""
-    body = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}},
-    }
-    response = client.post(url, json=body, headers={"Accept": ACCEPT_BOTH, **(headers or {})})
+    response = client.post(url, json=INITIALIZE_REQUEST, headers={"Accept": ACCEPT_BOTH, **(headers or {})})
     assert response.status_code == 200, response.text
     session_id = response.headers["mcp-session-id"]
     assert "result" in rpc_messages(response)[-1]

@@ -15,7 +15,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from tests.bridge.rawhttp import initialize, legacy_headers, modern_request, rpc_messages
+from tests.bridge.rawhttp import INITIALIZE_REQUEST, initialize, legacy_headers, modern_request, rpc_messages
 from tests.harness.bridge import Bridge
 
 pytestmark = pytest.mark.anyio
@@ -94,16 +94,7 @@ def test_the_session_cap_answers_503_with_retry_after(
     with httpx.Client(timeout=20) as http:
         first = initialize(http, bridge.url)
         initialize(http, bridge.url)
-        init = {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-11-25",
-                "capabilities": {},
-                "clientInfo": {"name": "c", "version": "1"},
-            },
-        }
+        init = INITIALIZE_REQUEST
         refused = http.post(bridge.url, json=init, headers={"Accept": "application/json, text/event-stream"})
         assert refused.status_code == 503
         assert int(refused.headers["retry-after"]) > 0
@@ -149,16 +140,7 @@ def test_a_server_that_cannot_start_is_reported_unhealthy(start_bridge: Callable
         started = time.monotonic()
         modern = httpx.post(bridge.url, json=body, headers=headers, timeout=30)
         assert modern.status_code == 503 and "retry-after" in modern.headers
-        init = {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-11-25",
-                "capabilities": {},
-                "clientInfo": {"name": "c", "version": "1"},
-            },
-        }
+        init = INITIALIZE_REQUEST
         legacy = httpx.post(
             bridge.url, json=init, headers={"Accept": "application/json, text/event-stream"}, timeout=30
         )
