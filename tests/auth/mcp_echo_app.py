@@ -43,7 +43,14 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     security = TransportSecuritySettings(enable_dns_rebinding_protection=False)
-    app = server.streamable_http_app(transport_security=security, host="0.0.0.0")  # noqa: S104 - routing only
+    # JSON answers, like the bridge's: headers go out with the answer. An SSE answer whose headers come
+    # back while Traefik is still forwarding the request body can be cut off by Traefik (Go's
+    # ReverseProxy); bench/traefik_early_headers.py measures it.
+    app = server.streamable_http_app(
+        transport_security=security,
+        host="0.0.0.0",  # noqa: S104 - routing only
+        json_response=True,
+    )
     uvicorn.run(guarded(app), host="127.0.0.1", port=args.port, log_level="warning")
 
 

@@ -554,6 +554,8 @@ class ModernHandler:
         completed = False
 
         async def commit() -> None:
+            # Headers go out only once the child has said something: Traefik can cut off a stream whose
+            # headers arrive while it still forwards the request body (bench/traefik_early_headers.py).
             nonlocal committed
             if not committed:
                 committed = True
