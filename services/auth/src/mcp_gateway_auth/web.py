@@ -7,6 +7,8 @@ import json
 
 from flask import Flask, Response, current_app, render_template, request
 from flask_limiter import Limiter
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -122,6 +124,20 @@ def init_app(app: Flask) -> None:
         if _wants_html():
             return html_error(status, "Request refused", description)
         return json_error(status, error, description)
+
+    @app.errorhandler(RedisConnectionError)
+    @app.errorhandler(RedisTimeoutError)
+    def _storage_unavailable(exc: Exception):
+        # Redis down or restarting: nothing was changed, and the client may simply retry.
+        current_app.logger.error("storage unavailable on %s: %s", request.path, exc)
+        retry = {"Retry-After": "5"}
+        if _wants_html():
+            response = html_error(
+                503, "Temporarily unavailable", "The sign-in service cannot reach its storage; try again shortly."
+            )
+            response.headers.update(retry)
+            return response
+        return json_error(503, "temporarily_unavailable", "Storage unavailable; retry shortly", retry)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
