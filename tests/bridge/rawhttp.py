@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import httpx
@@ -74,3 +75,11 @@ def modern_request(
     if method in NAME_KEYS:
         headers["Mcp-Name"] = str(params[NAME_KEYS[method]])
     return {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}, headers
+
+
+def metric(base_url: str, name: str) -> float:
+    """The value of one unlabelled series on the bridge's /metrics (``base_url`` is ``Bridge.base_url``)."""
+    text = httpx.get(f"{base_url}/metrics", timeout=10).text
+    match = re.search(rf"^{name} (\S+)$", text, flags=re.MULTILINE)
+    assert match, f"{name} missing from /metrics"
+    return float(match.group(1))

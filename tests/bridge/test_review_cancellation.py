@@ -9,14 +9,8 @@ from collections.abc import Callable
 
 import httpx
 
-from tests.bridge.rawhttp import initialize, legacy_headers, modern_request
+from tests.bridge.rawhttp import initialize, legacy_headers, metric, modern_request
 from tests.harness.bridge import Bridge
-
-
-def _gauge(bridge: Bridge, name: str) -> float:
-    match = re.search(rf"^{name} (\S+)$", httpx.get(f"{bridge.base_url}/metrics", timeout=10).text, re.M)
-    assert match, name
-    return float(match.group(1))
 
 
 def _wait_for(predicate: Callable[[], bool], seconds: float = 10) -> bool:
@@ -35,10 +29,10 @@ def test_closing_a_2026_response_cancels_the_request_at_the_child(
     body, headers = modern_request("tools/call", {"name": "hang", "arguments": {}})
     with httpx.Client(timeout=30) as http, http.stream("POST", bridge.url, json=body, headers=headers) as response:
         assert response.status_code == 200
-        assert _wait_for(lambda: _gauge(bridge, "mcp_proxy_modern_requests_in_flight") == 1)
+        assert _wait_for(lambda: metric(bridge.base_url, "mcp_proxy_modern_requests_in_flight") == 1)
     # The client went away long before the 60 s timeout: the child hears of it, and nothing stays in flight.
     assert _wait_for(lambda: "cancelled request" in bridge.log_text())
-    assert _wait_for(lambda: _gauge(bridge, "mcp_proxy_modern_requests_in_flight") == 0)
+    assert _wait_for(lambda: metric(bridge.base_url, "mcp_proxy_modern_requests_in_flight") == 0)
 
 
 def test_a_legacy_cancellation_reaches_the_child_under_the_bridges_id(

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 
 import httpx
 
-from tests.bridge.rawhttp import initialize, legacy_headers
+from tests.bridge.rawhttp import initialize, legacy_headers, metric
 from tests.harness.bridge import Bridge
 
 CALL = {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "pid", "arguments": {}}}
-
-
-def _gauge(bridge: Bridge, name: str) -> float:
-    text = httpx.get(f"{bridge.base_url}/metrics", timeout=10).text
-    match = re.search(rf"^{name} (\S+)$", text, flags=re.MULTILINE)
-    assert match, name
-    return float(match.group(1))
 
 
 def test_an_idle_session_is_reaped_with_its_child(
@@ -28,12 +20,12 @@ def test_an_idle_session_is_reaped_with_its_child(
     with httpx.Client(timeout=10) as http:
         session = initialize(http, bridge.url)
         assert http.post(bridge.url, json=CALL, headers=legacy_headers(session)).status_code == 200
-        assert _gauge(bridge, "mcp_proxy_sessions_open") == 1
+        assert metric(bridge.base_url, "mcp_proxy_sessions_open") == 1
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and _gauge(bridge, "mcp_proxy_sessions_open") > 0:
+        while time.monotonic() < deadline and metric(bridge.base_url, "mcp_proxy_sessions_open") > 0:
             time.sleep(0.2)
-        assert _gauge(bridge, "mcp_proxy_sessions_open") == 0
-        assert _gauge(bridge, "mcp_proxy_children_running") == 1, "only the pool child is left"
+        assert metric(bridge.base_url, "mcp_proxy_sessions_open") == 0
+        assert metric(bridge.base_url, "mcp_proxy_children_running") == 1, "only the pool child is left"
         assert http.post(bridge.url, json=CALL, headers=legacy_headers(session)).status_code == 404
 
 
@@ -42,11 +34,11 @@ def test_a_spare_child_is_ready_for_the_next_session(
 ) -> None:
     bridge = start_bridge(misbehaving_argv, pool_size=1, spare_children=1)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _gauge(bridge, "mcp_proxy_spare_children") < 1:
+    while time.monotonic() < deadline and metric(bridge.base_url, "mcp_proxy_spare_children") < 1:
         time.sleep(0.1)
-    assert _gauge(bridge, "mcp_proxy_spare_children") == 1
+    assert metric(bridge.base_url, "mcp_proxy_spare_children") == 1
     with httpx.Client(timeout=10) as http:
         initialize(http, bridge.url)
         initialize(http, bridge.url)
-    started = _gauge(bridge, "mcp_proxy_children_started_total")
+    started = metric(bridge.base_url, "mcp_proxy_children_started_total")
     assert started >= 3, "the pool child, the spare taken by a session, and its replacement"
