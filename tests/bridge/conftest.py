@@ -105,7 +105,14 @@ def plain_bridge(tmp_path_factory: pytest.TempPathFactory, misbehaving_argv: lis
     bridge = Bridge(
         misbehaving_argv,
         log_dir=tmp_path_factory.mktemp("plain"),
-        options={"pool_size": 1, "max_body_bytes": 65536, "allowed_origins": "https://inspector.example"},
+        # Shared by many tests that each stand for another client, mostly without a user header (all
+        # 'anonymous'), and not all of them end their sessions: no per-user cap below the global one.
+        options={
+            "pool_size": 1,
+            "max_body_bytes": 65536,
+            "allowed_origins": "https://inspector.example",
+            "max_sessions_per_user": 100,
+        },
         name="bridge-plain",
     ).start()
     try:

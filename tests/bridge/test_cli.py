@@ -23,6 +23,7 @@ OPTIONS = [
     "--uds-mode",
     "--allowed-origins",
     "--max-sessions",
+    "--max-sessions-per-user",
     "--pool-size",
     "--session-idle-timeout",
     "--request-timeout",
@@ -63,6 +64,15 @@ def test_a_public_address_is_refused(host: str, misbehaving_argv: list[str]) -> 
 def test_a_public_address_from_the_environment_is_refused(misbehaving_argv: list[str]) -> None:
     result = _run(["--", *misbehaving_argv], env={"MCP_PROXY_HOST": "0.0.0.0"})  # noqa: S104
     assert result.returncode != 0 and "loopback" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two"])
+def test_a_bad_per_user_session_cap_is_a_clear_error(value: str, misbehaving_argv: list[str]) -> None:
+    by_flag = _run(["--max-sessions-per-user", value, "--", *misbehaving_argv])
+    by_variable = _run(["--", *misbehaving_argv], env={"MCP_PROXY_MAX_SESSIONS_PER_USER": value})
+    for result in (by_flag, by_variable):
+        assert result.returncode == 2, result.stderr
+        assert "MAX_SESSIONS_PER_USER" in result.stderr.upper().replace("-", "_")
 
 
 def test_no_command_is_a_clear_error() -> None:

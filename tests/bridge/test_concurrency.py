@@ -22,7 +22,8 @@ def _text(result: Any) -> str:
 async def test_fifty_concurrent_legacy_sessions(
     start_bridge: Callable[..., Bridge], misbehaving_argv: list[str]
 ) -> None:
-    bridge = start_bridge(misbehaving_argv, pool_size=1, max_sessions=60)
+    # All fifty are the same (anonymous) user here: lift the per-user cap to the global one.
+    bridge = start_bridge(misbehaving_argv, pool_size=1, max_sessions=60, max_sessions_per_user=60)
     answers: dict[int, str] = {}
     pids: set[str] = set()
 

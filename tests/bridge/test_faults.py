@@ -91,15 +91,18 @@ def test_the_session_cap_answers_503_with_retry_after(
     start_bridge: Callable[..., Bridge], misbehaving_argv: list[str]
 ) -> None:
     bridge = start_bridge(misbehaving_argv, pool_size=1, max_sessions=2)
+    # Two users, one session each: the per-user cap (by default 1 here) is not what refuses the third.
+    alice, bob, carol = ({"X-Auth-User": name} for name in ("alice", "bob", "carol"))
     with httpx.Client(timeout=20) as http:
-        first = initialize(http, bridge.url)
-        initialize(http, bridge.url)
+        first = initialize(http, bridge.url, alice)
+        initialize(http, bridge.url, bob)
         init = INITIALIZE_REQUEST
-        refused = http.post(bridge.url, json=init, headers={"Accept": "application/json, text/event-stream"})
+        refused = http.post(bridge.url, json=init, headers={"Accept": "application/json, text/event-stream", **carol})
         assert refused.status_code == 503
         assert int(refused.headers["retry-after"]) > 0
-        assert http.delete(bridge.url, headers=legacy_headers(first)).status_code == 200
-        initialize(http, bridge.url)
+        assert refused.json()["error"]["message"] == "Too many open sessions (2); retry later"
+        assert http.delete(bridge.url, headers=legacy_headers(first, alice)).status_code == 200
+        initialize(http, bridge.url, carol)
 
 
 @pytest.mark.parametrize("mib", [5])

@@ -23,7 +23,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from .child import CHILD_EXITED, REQUEST_TIMEOUT, _error
 from .config import Settings
-from .legacy import SessionRegistry
+from .legacy import SessionRefused, SessionRegistry
 from .metrics import Metrics
 from .modern import ChildPool, ModernHandler, _respond, _respond_rpc
 from .sse_to_json import JsonWhenPossible
@@ -48,6 +48,7 @@ class Bridge:
         self.metrics.gauges.update(
             {
                 "mcp_proxy_sessions_open": lambda: len(self.sessions),
+                "mcp_proxy_sessions_most_held_by_one_user": self.sessions.most_held_by_one_user,
                 "mcp_proxy_children_running": lambda: (
                     len(self.pool.children)
                     + len(self.sessions.spares)
@@ -199,15 +200,28 @@ class Bridge:
 
     async def _open_session(self, scope: Scope, receive: Receive, send: Send, user: str, info: dict[str, Any]) -> None:
         assert self._tg is not None
-        session = await self.sessions.open(user, self._tg)
-        if session is None:
-            self.metrics.sessions_refused += 1
-            await _respond_rpc(
-                send,
-                503,
-                _error(None, CHILD_EXITED, f"Too many open sessions ({self.settings.max_sessions}); retry later"),
-                retry_after=5,
+        try:
+            session = await self.sessions.open(user, self._tg)
+        except SessionRefused as refused:
+            if refused.reason == "per_user":
+                self.metrics.sessions_refused_per_user += 1
+                message = f"Too many open sessions for this user ({refused.limit}); end one (DELETE) or retry later"
+            else:
+                self.metrics.sessions_refused += 1
+                message = f"Too many open sessions ({refused.limit}); retry later"
+            log.warning(
+                json.dumps(
+                    {
+                        "event": "session_refused",
+                        "reason": refused.reason,
+                        "user": user,
+                        "held": refused.held,
+                        "limit": refused.limit,
+                    }
+                )
             )
+            # The same answer at either cap: 503, JSON-RPC -32000, Retry-After.
+            await _respond_rpc(send, 503, _error(None, CHILD_EXITED, message), retry_after=5)
             return
         info["session"] = session.session_id
         await session.transport.handle_request(scope, receive, _json_when_possible(scope, send))

@@ -21,6 +21,7 @@ class Settings:
     uds_mode: int = 0o660
     allowed_origins: tuple[str, ...] = ()
     max_sessions: int = 100
+    max_sessions_per_user: int | None = None  # None: default_sessions_per_user(max_sessions)
     pool_size: int = 2
     spare_children: int = 1
     session_idle_timeout: float = 1800.0
@@ -35,6 +36,19 @@ class Settings:
     child_cwd: str | None = None
     log_level: str = "info"
     shutdown_grace: float = 3.0
+
+    @property
+    def sessions_per_user(self) -> int:
+        """Sessions one user may hold at once: the option, or by default a quarter of ``max_sessions``."""
+        if self.max_sessions_per_user is not None:
+            return self.max_sessions_per_user
+        return default_sessions_per_user(self.max_sessions)
+
+
+def default_sessions_per_user(max_sessions: int) -> int:
+    """A quarter of the global cap, at least 1: it takes four users at their cap to fill the bridge, and one
+    user keeps room for several clients plus sessions their clients dropped without DELETE (until reaped)."""
+    return max(1, max_sessions // 4)
 
 
 # (name, type, default, help). The flag is --name-with-dashes, the variable MCP_PROXY_NAME_IN_CAPS.
@@ -51,6 +65,13 @@ _OPTIONS: list[tuple[str, type, object, str]] = [
         "http://127.0.0.1:*, http://[::1]:*). A request with any other Origin gets 403. '*' allows all.",
     ),
     ("max_sessions", int, 100, "Most handshake-era sessions open at once (each has its own child); beyond: 503."),
+    (
+        "max_sessions_per_user",
+        int,
+        None,
+        "Most handshake-era sessions one user (the user header's value; 'anonymous' without it) may hold at "
+        "once; beyond: 503 with Retry-After for that user only. A value >= --max-sessions turns it off.",
+    ),
     ("pool_size", int, 2, "Children shared by 2026-07-28 (stateless) requests."),
     ("spare_children", int, 1, "Children kept started ahead of time for new sessions (0: start on demand)."),
     ("session_idle_timeout", float, 1800.0, "Seconds without a request (or open GET stream) before a session ends."),
@@ -74,6 +95,10 @@ _OPTIONS: list[tuple[str, type, object, str]] = [
 ]
 
 
+# Defaults that are not a fixed value, as --help shows them.
+_DEFAULT_TEXT = {"max_sessions_per_user": "a quarter of --max-sessions, at least 1"}
+
+
 def _env_name(name: str) -> str:
     return ENV_PREFIX + name.upper()
 
@@ -95,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
             dest=name,
             type=kind,
             default=None,
-            help=f"{help_text} [env {_env_name(name)}; default {default!r}]",
+            help=f"{help_text} [env {_env_name(name)}; default {_DEFAULT_TEXT.get(name, repr(default))}]",
         )
     parser.add_argument("command", nargs=argparse.REMAINDER, help="The stdio MCP server to run, after '--'.")
     return parser
@@ -146,6 +171,12 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
     for positive in ("max_sessions", "pool_size", "max_body_bytes", "max_message_bytes", "max_inflight"):
         if int(values[positive]) <= 0:  # type: ignore[call-overload]
             parser.error(f"--{positive.replace('_', '-')} must be positive")
+    per_user = values["max_sessions_per_user"]
+    if per_user is not None and int(per_user) <= 0:  # type: ignore[call-overload]
+        parser.error(
+            f"--max-sessions-per-user must be positive, not {per_user} "
+            "(to turn the per-user cap off, give it the value of --max-sessions)"
+        )
     for positive in ("session_idle_timeout", "request_timeout", "sse_keepalive", "shutdown_grace"):
         if float(values[positive]) <= 0:  # type: ignore[arg-type]
             parser.error(f"--{positive.replace('_', '-')} must be positive")
@@ -166,6 +197,7 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
         uds_mode=uds_mode,
         allowed_origins=origins,
         max_sessions=int(values["max_sessions"]),  # type: ignore[call-overload]
+        max_sessions_per_user=None if per_user is None else int(per_user),  # type: ignore[call-overload]
         pool_size=int(values["pool_size"]),  # type: ignore[call-overload]
         spare_children=max(0, int(values["spare_children"])),  # type: ignore[call-overload]
         session_idle_timeout=float(values["session_idle_timeout"]),  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ import itertools
 import json
 import logging
 import secrets
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
 
@@ -270,12 +270,22 @@ class LegacySession:
         return True
 
 
+class SessionRefused(Exception):
+    """No new session: the bridge holds ``--max-sessions`` already, or this user ``--max-sessions-per-user``."""
+
+    def __init__(self, reason: str, limit: int, held: int) -> None:
+        super().__init__(reason)
+        self.reason = reason  # "per_user" or "global"
+        self.limit = limit
+        self.held = held
+
+
 async def _ignore(_child: Child, _message: JSON) -> None:
     """A spare child has no client yet; it has nothing to say that anyone waits for."""
 
 
 class SessionRegistry:
-    """Open sessions by id, each bound to the user that opened it, capped in number."""
+    """Open sessions by id, each bound to the user that opened it, capped in number, in all and per user."""
 
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings = settings
@@ -318,9 +328,23 @@ class SessionRegistry:
             return None
         return session
 
-    async def open(self, user: str, tg: anyio.abc.TaskGroup) -> LegacySession | None:
+    def held_by(self, user: str) -> int:
+        """Sessions this user holds, counted from the registry itself: whatever ends a session (DELETE, idle
+        reaping, a failed initialize, shutdown) removes it there, so there is no separate count to drift."""
+        return sum(1 for session in self.sessions.values() if session.user == user)
+
+    def most_held_by_one_user(self) -> int:
+        return max(Counter(session.user for session in self.sessions.values()).values(), default=0)
+
+    async def open(self, user: str, tg: anyio.abc.TaskGroup) -> LegacySession:
+        """A new session for ``user``, or SessionRefused. The checks and the insertion happen with no await in
+        between, so concurrent initializes from one user cannot overshoot the caps; a session counts from its
+        initialize on, not only once that succeeded."""
+        held = self.held_by(user)
+        if held >= self.settings.sessions_per_user:
+            raise SessionRefused("per_user", self.settings.sessions_per_user, held)
         if len(self.sessions) >= self.settings.max_sessions:
-            return None
+            raise SessionRefused("global", self.settings.max_sessions, len(self.sessions))
         session = LegacySession(user, self.settings, self.metrics, self._closed, self._take_spare)
         self.sessions[session.session_id] = session
         await tg.start(session.run)

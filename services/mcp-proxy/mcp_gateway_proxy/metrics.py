@@ -18,7 +18,8 @@ class Metrics:
     latency_sum: float = 0.0
     latency_count: int = 0
     sessions_opened: int = 0
-    sessions_refused: int = 0
+    sessions_refused: int = 0  # at --max-sessions
+    sessions_refused_per_user: int = 0  # at --max-sessions-per-user
     children_started: int = 0
     child_restarts: int = 0
     timeouts: int = 0
@@ -53,7 +54,12 @@ class Metrics:
         out.append(f"mcp_proxy_request_duration_seconds_count {self.latency_count}")
         for name, value, help_text in (
             ("mcp_proxy_sessions_opened_total", self.sessions_opened, "Handshake-era sessions opened."),
-            ("mcp_proxy_sessions_refused_total", self.sessions_refused, "Sessions refused at the cap (503)."),
+            ("mcp_proxy_sessions_refused_total", self.sessions_refused, "Sessions refused at --max-sessions (503)."),
+            (
+                "mcp_proxy_sessions_refused_per_user_total",
+                self.sessions_refused_per_user,
+                "Sessions refused because their user held --max-sessions-per-user already (503).",
+            ),
             ("mcp_proxy_children_started_total", self.children_started, "Child processes started."),
             ("mcp_proxy_child_restarts_total", self.child_restarts, "Children replaced after exiting."),
             ("mcp_proxy_request_timeouts_total", self.timeouts, "Requests the child did not answer in time."),
