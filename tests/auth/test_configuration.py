@@ -52,6 +52,9 @@ def test_a_good_configuration_builds_the_app(good_env, monkeypatch):
         ("AUTH_CODE_TTL", "3600", "AUTH_CODE_TTL"),
         ("AUTH_ACCESS_TOKEN_TTL", "soon", "AUTH_ACCESS_TOKEN_TTL"),
         ("AUTH_RATELIMIT_TOKEN", "lots", "AUTH_RATELIMIT_TOKEN"),
+        ("AUTH_REFRESH_REUSE_GRACE", "30s", "AUTH_REFRESH_REUSE_GRACE"),
+        ("AUTH_REFRESH_REUSE_GRACE", "-1", "AUTH_REFRESH_REUSE_GRACE"),
+        ("AUTH_REFRESH_REUSE_GRACE", "3600", "AUTH_REFRESH_REUSE_GRACE"),
         ("AUTH_TEST_CIMD_ALLOWED_HOSTS", "127.0.0.1", "AUTH_TEST_CIMD_ALLOWED_HOSTS"),
     ],
 )

@@ -28,8 +28,11 @@ def test_state_survives_killing_and_restarting_gunicorn_and_redis(auth_factory, 
         rotated = refresh(service, client, tokens["refresh_token"])
         assert rotated.status_code == 200, rotated.text
         assert refresh(service, confidential, other_tokens["refresh_token"]).status_code == 200
-        # Rotation state survived too: the pre-crash token is now spent, and reusing it ends the grant.
+        # Rotation state survived too: once the successor is used, the pre-crash token is spent for
+        # good, and reusing it ends the grant.
+        newest = refresh(service, client, rotated.json()["refresh_token"])
+        assert newest.status_code == 200, newest.text
         assert refresh(service, client, tokens["refresh_token"]).status_code == 400
-        assert verify(service, rotated.json()["access_token"]).status_code == 401
+        assert verify(service, newest.json()["access_token"]).status_code == 401
     finally:
         browser.close()

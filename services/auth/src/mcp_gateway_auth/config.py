@@ -51,6 +51,7 @@ class Settings:
     github_api_url: str = "https://api.github.com"
     access_token_ttl: int = 1800
     refresh_token_ttl: int = 2592000
+    refresh_reuse_grace: int = 30  # seconds a lost rotation may be retried with the previous token; 0 = never
     code_ttl: int = 600
     client_ttl: int = 7776000
     consent_ttl: int = 7776000
@@ -263,6 +264,7 @@ def load_settings(overrides: Mapping[str, object] | None = None, environ: Mappin
         allowed_users=_logins(env["AUTH_ALLOWED_GITHUB_USERS"], "AUTH_ALLOWED_GITHUB_USERS"),
         access_token_ttl=_int(env, "AUTH_ACCESS_TOKEN_TTL", 1800, minimum=30, maximum=86400),
         refresh_token_ttl=_int(env, "AUTH_REFRESH_TOKEN_TTL", 2592000, minimum=60),
+        refresh_reuse_grace=_int(env, "AUTH_REFRESH_REUSE_GRACE", 30, minimum=0, maximum=300),
         code_ttl=_int(env, "AUTH_CODE_TTL", 600, minimum=10, maximum=600),
         client_ttl=_int(env, "AUTH_CLIENT_TTL", 7776000, minimum=0),
         consent_ttl=_int(env, "AUTH_CONSENT_TTL", 7776000, minimum=60),

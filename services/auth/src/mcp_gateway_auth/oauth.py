@@ -38,7 +38,7 @@ from . import cimd
 from .clients import AUTH_METHODS, Client, RegistrationClaims
 from .config import Settings
 from .keys import KeyRing
-from .store import Store, digest, new_secret, same_secret
+from .store import RefreshState, Store, digest, new_secret, same_secret
 
 log = logging.getLogger("mcp_gateway_auth")
 
@@ -219,23 +219,35 @@ class GatewayServer(AuthorizationServer):
             token["refresh_token"] = new_secret(32)
         return token
 
+    def refresh_record(self, user: User, client_id: str, scope: str) -> dict:
+        """What is stored (hashed key) for a refresh token."""
+        return {
+            "grant_id": user.grant_id,
+            "client_id": client_id,
+            "user": user.login,
+            "scope": scope,
+            "resource": user.resource,
+            "issued_at": int(time.time()),
+        }
+
+    @property
+    def grant_ttl(self) -> int:
+        return max(self.settings.refresh_token_ttl, self.settings.access_token_ttl)
+
     def _save_token(self, token: dict, request) -> None:
+        """The authorization code grant's tokens (the refresh grant rotates in RefreshTokenGrant.save_token)."""
         user: User = request.user
-        grant_ttl = max(self.settings.refresh_token_ttl, self.settings.access_token_ttl)
-        self.store.extend_grant(user.grant_id, grant_ttl)
         if token.get("refresh_token"):
-            self.store.save_refresh(
+            self.store.issue_refresh(
                 token["refresh_token"],
-                {
-                    "grant_id": user.grant_id,
-                    "client_id": request.client.client_id,
-                    "user": user.login,
-                    "scope": token.get("scope", ""),
-                    "resource": user.resource,
-                    "issued_at": int(time.time()),
-                },
+                self.refresh_record(user, request.client.client_id, token.get("scope", "")),
                 self.settings.refresh_token_ttl,
+                self.grant_ttl,
             )
+        self.audit_issued(request)
+
+    def audit_issued(self, request) -> None:
+        user: User = request.user
         audit(
             "token_issued",
             user=user.login,
@@ -386,47 +398,70 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
 
 @dataclass
 class RefreshRecord:
-    token: str
-    data: dict
+    """A presented refresh token that may be rotated: a live one, or the retry of a lost answer."""
+
+    state: RefreshState
+
+    @property
+    def token(self) -> str:
+        return self.state.token
+
+    @property
+    def data(self) -> dict:
+        return self.state.data or {}
 
     def check_client(self, client):
-        return self.data["client_id"] == client.client_id
+        return self.data.get("client_id") == client.client_id
 
     def get_scope(self):
         return self.data["scope"]
 
 
 class RefreshTokenGrant(grants.RefreshTokenGrant):
+    """Rotation with reuse detection, written in one Redis script (Store.rotate_refresh).
+
+    The token is looked up without spending it, so a request refused for its scope or resource
+    leaves the client its refresh token; the rotation itself happens in save_token, once the new
+    pair exists. Presenting a rotated token revokes the grant, except for the retry of a lost answer:
+    the immediately previous token, within AUTH_REFRESH_REUSE_GRACE seconds of its rotation, while
+    its successor is unused. That retry gets a fresh pair and voids the unclaimed successor.
+    """
+
     TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = list(AUTH_METHODS)
     INCLUDE_NEW_REFRESH_TOKEN = True
     server: GatewayServer
 
-    def authenticate_refresh_token(self, refresh_token):
-        """Look the token up without spending it: a request refused for its scope or resource
-        leaves the client its refresh token. It is spent in authenticate_user, atomically."""
+    def _accept(self, state: RefreshState) -> RefreshRecord | None:
+        """The record to rotate, or None; a reused or stolen token revokes its grant on the way."""
         store = self.server.store
-        data = store.find_refresh(refresh_token)
-        if data is None:
-            gid = store.rotated_refresh_grant(refresh_token)
-            if gid:
-                # A rotated refresh token came back: one of the two holders is not the client.
-                store.revoke_grant(gid)
-                audit("refresh_reused", grant=digest(gid)[:12])
+        if state.status == "reused":
+            # A rotated refresh token came back: one of the two holders is not the client.
+            store.revoke_grant(state.grant_id)
+            audit("refresh_reused", grant=digest(state.grant_id)[:12])
             return None
-        record = RefreshRecord(refresh_token, data)
+        if state.status not in ("live", "retry"):
+            return None
+        record = RefreshRecord(state)
         if not record.check_client(self.request.client):
-            store.revoke_grant(data["grant_id"])
+            store.revoke_grant(record.data["grant_id"])
             audit("refresh_other_client", client_id=self.request.client.client_id)
             return None
-        if store.get_grant(data["grant_id"]) is None:
+        if state.grant is None:
             return None
         return record
+
+    def _lookup(self, refresh_token: str) -> RefreshRecord | None:
+        settings = self.server.settings
+        return self._accept(self.server.store.lookup_refresh(refresh_token, settings.refresh_reuse_grace))
+
+    def authenticate_refresh_token(self, refresh_token):
+        return self._lookup(refresh_token)
 
     def authenticate_user(self, refresh_token: RefreshRecord):
         settings = self.server.settings
         store = self.server.store
         data = refresh_token.data
-        grant = store.get_grant(data["grant_id"])
+        grant = refresh_token.state.grant
         requested = self.request.form.get("resource") or data["resource"]
         if grant is None:
             raise InvalidGrantError("The authorization was revoked")
@@ -439,16 +474,40 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
             store.revoke_grant(data["grant_id"])
             audit("refresh_user_removed", user=data["user"])
             raise InvalidGrantError("The user is no longer allowed")
-        status, found = store.consume_refresh(refresh_token.token, settings.refresh_token_ttl)
-        if status != "ok":
-            # Lost a race with another use of the same token: that is reuse too.
-            store.revoke_grant(data["grant_id"])
-            audit("refresh_reused", grant=digest(data["grant_id"])[:12])
-            raise InvalidGrantError()
-        return User(found["user"], found["grant_id"], requested)
+        return User(data["user"], data["grant_id"], requested)
+
+    def save_token(self, token):
+        """Spend the presented token and store the new one in one Redis operation."""
+        server = self.server
+        record: RefreshRecord = self.request.refresh_token
+        user: User = self.request.user
+        scope = token.get("scope", "")
+        data = server.refresh_record(user, self.request.client.client_id, scope)
+        for _ in range(3):
+            outcome = server.store.rotate_refresh(
+                record.state, token["refresh_token"], data, server.settings.refresh_token_ttl, server.grant_ttl
+            )
+            if outcome == "ok":
+                if record.state.status == "retry":
+                    audit("refresh_retried", grant=digest(user.grant_id)[:12])
+                server.audit_issued(self.request)
+                return
+            if outcome == "revoked":
+                raise InvalidGrantError("The authorization was revoked")
+            # Another request with the same token changed its state after we read it: decide again,
+            # exactly as if this request had come a moment later (a retry, or reuse that revokes).
+            again = self._lookup(record.token)
+            if (
+                again is None
+                or again.data["grant_id"] != user.grant_id
+                or not set(scope_to_list(scope)) <= set(scope_to_list(again.get_scope()))
+            ):
+                raise InvalidGrantError()
+            record = again
+        raise InvalidGrantError()
 
     def revoke_old_credential(self, refresh_token):
-        """Already consumed atomically by authenticate_refresh_token."""
+        """Already spent by save_token, atomically with storing its successor."""
 
 
 # -- access and refresh tokens for revocation and introspection -----------------------------------

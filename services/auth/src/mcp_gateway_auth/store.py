@@ -5,6 +5,10 @@ authorization codes) are stored as SHA-256 digests: they are 256-bit random valu
 hash is enough and a dump of Redis yields nothing usable. Codes and refresh tokens are consumed
 by one Lua script, so two racing requests cannot both win; the script leaves a "used" marker
 naming the grant, which turns a replay into the revocation of that grant.
+
+A refresh rotation is one Lua script too: spending the old refresh token, storing its successor
+and sliding the grant happen together or not at all, so a crash of the service (or a failure of
+Redis) at any moment leaves the client either its old token or the new one, never neither.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import hmac
 import json
 import secrets
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -35,6 +40,75 @@ if g then
 end
 return {0}
 """
+
+# One refresh rotation, all or nothing. KEYS: 1 refresh:<old>, 2 refresh-used:<old> (the marker),
+# 3 refresh:<new>, 4 grant:<gid>, 5 and 6 the client's and the user's grant index, 7 refresh:<successor>
+# (the unclaimed successor a retry voids; in 'live' mode the same as KEYS[1]).
+# ARGV: 1 mode ('live': the old token is still stored; 'retry': it was rotated and its successor is
+# unclaimed), 2 the new record, 3 the marker to leave, 4 refresh TTL, 5 grant TTL, 6 now, 7 index TTL,
+# 8 grant id, 9 ('retry' only) the marker as it was read. Returns 1 done, 0 grant gone, -1 the state
+# changed since it was read (another request won): nothing was written.
+_ROTATE = """
+if redis.call('EXISTS', KEYS[4]) == 0 then
+  return 0
+end
+if ARGV[1] == 'live' then
+  if redis.call('DEL', KEYS[1]) == 0 then
+    return -1
+  end
+else
+  if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('GET', KEYS[2]) ~= ARGV[9] then
+    return -1
+  end
+  if redis.call('DEL', KEYS[7]) == 0 then
+    return -1
+  end
+end
+redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
+redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[4])
+redis.call('EXPIRE', KEYS[4], ARGV[5])
+local expiry = tonumber(ARGV[6]) + tonumber(ARGV[5])
+for i = 5, 6 do
+  redis.call('ZADD', KEYS[i], expiry, ARGV[8])
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', ARGV[6])
+  redis.call('EXPIRE', KEYS[i], ARGV[7])
+end
+return 1
+"""
+
+
+@dataclass
+class RefreshState:
+    """What a presented refresh token is, read in at most two round trips.
+
+    - `live`: stored; `data` is its record.
+    - `retry`: already rotated, but within the reuse grace and its successor was never used (the
+      answer that carried the successor may have been lost); `data` is the successor's record.
+    - `reused`: rotated before (outside the grace, or its successor was used); `grant_id` says whose.
+    - `unknown`: not ours, expired, or voided.
+    """
+
+    status: str
+    token: str
+    data: dict | None = None
+    grant: dict | None = None
+    grant_id: str | None = None
+    marker: str | None = None  # the old token's marker as read ('retry')
+    successor: str | None = None  # digest of the unclaimed successor ('retry')
+    rotated_at: int | None = None  # when the old token was first rotated ('retry')
+
+
+def _parse_marker(raw: str) -> dict:
+    """A refresh-used marker: {"g": grant id, "s": successor digest, "t": rotated at}. Markers written
+    before rotation was atomic hold the bare grant id and allow no retry."""
+    if raw.startswith("{"):
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = None
+        if isinstance(value, dict) and isinstance(value.get("g"), str):
+            return value
+    return {"g": raw}
 
 
 def digest(value: str) -> str:
@@ -69,6 +143,7 @@ class Store:
             url, decode_responses=True, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30
         )
         self._consume = self.redis.register_script(_CONSUME)
+        self._rotate = self.redis.register_script(_ROTATE)
 
     # -- helpers ---------------------------------------------------------------------------------
     def _set_json(self, key: str, value: dict, ttl: int | None) -> None:
@@ -178,15 +253,6 @@ class Store:
     def get_grant(self, gid: str) -> dict | None:
         return self._get_json(f"grant:{gid}") if gid else None
 
-    def extend_grant(self, gid: str, ttl: int) -> bool:
-        grant = self.get_grant(gid)
-        if grant is None:
-            return False
-        pipe = self.redis.pipeline()
-        pipe.expire(PREFIX + f"grant:{gid}", ttl)
-        self._index(pipe, gid, grant["client_id"], grant["user"], ttl)
-        return bool(pipe.execute()[0])
-
     def revoke_grant(self, gid: str) -> None:
         grant = self.get_grant(gid)
         pipe = self.redis.pipeline()
@@ -211,21 +277,80 @@ class Store:
         """('ok', data) once; ('replayed', grant_id) afterwards; ('unknown', None) otherwise."""
         return self._consume_once(f"code:{digest(code)}", f"code-used:{digest(code)}", ttl)
 
-    def save_refresh(self, token: str, data: dict, ttl: int) -> None:
-        self._set_json(f"refresh:{digest(token)}", data, ttl)
+    def issue_refresh(self, token: str, data: dict, ttl: int, grant_ttl: int) -> None:
+        """A grant's first refresh token, and the grant slid to its full life, in one MULTI/EXEC."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.set(PREFIX + f"refresh:{digest(token)}", json.dumps(data), ex=ttl)
+        pipe.expire(PREFIX + f"grant:{data['grant_id']}", grant_ttl)
+        self._index(pipe, data["grant_id"], data["client_id"], data["user"], grant_ttl)
+        pipe.execute()
 
     def find_refresh(self, token: str) -> dict | None:
         return self._get_json(f"refresh:{digest(token)}")
 
-    def rotated_refresh_grant(self, token: str) -> str | None:
-        """The grant of a refresh token that was already rotated, if this is one."""
-        return self.redis.get(PREFIX + f"refresh-used:{digest(token)}")
+    def lookup_refresh(self, token: str, grace: int) -> RefreshState:
+        """Classify a presented refresh token (see RefreshState); writes nothing."""
+        if not token or len(token) > 512:
+            return RefreshState("unknown", token)
+        key = digest(token)
+        raw, marker = self.redis.mget(PREFIX + f"refresh:{key}", PREFIX + f"refresh-used:{key}")
+        if raw:
+            data = json.loads(raw)
+            return RefreshState("live", token, data, self.get_grant(data["grant_id"]), data["grant_id"])
+        if not marker:
+            return RefreshState("unknown", token)
+        parsed = _parse_marker(marker)
+        gid, successor, rotated_at = parsed["g"], parsed.get("s"), parsed.get("t")
+        if grace > 0 and isinstance(successor, str) and isinstance(rotated_at, int):
+            if 0 <= time.time() - rotated_at <= grace:
+                succ_raw, grant_raw = self.redis.mget(PREFIX + f"refresh:{successor}", PREFIX + f"grant:{gid}")
+                if succ_raw and grant_raw:
+                    return RefreshState(
+                        "retry",
+                        token,
+                        json.loads(succ_raw),
+                        json.loads(grant_raw),
+                        gid,
+                        marker=marker,
+                        successor=successor,
+                        rotated_at=rotated_at,
+                    )
+        return RefreshState("reused", token, grant_id=gid)
 
-    def consume_refresh(self, token: str, ttl: int) -> tuple[str, Any]:
-        return self._consume_once(f"refresh:{digest(token)}", f"refresh-used:{digest(token)}", ttl)
-
-    def delete_refresh(self, token: str) -> None:
-        self.redis.delete(PREFIX + f"refresh:{digest(token)}")
+    def rotate_refresh(self, state: RefreshState, new_token: str, data: dict, ttl: int, grant_ttl: int) -> str:
+        """Spend `state.token` (or, for a retry, void its unclaimed successor), store `new_token` with
+        `data` and slide the grant, in one script: 'ok', 'revoked' (the grant is gone) or 'conflict'
+        (another request changed the token's state since `state` was read; nothing was written)."""
+        if state.status not in ("live", "retry"):
+            raise ValueError(f"cannot rotate a refresh token that is {state.status}")
+        old, new, gid = digest(state.token), digest(new_token), data["grant_id"]
+        now = int(time.time())
+        rotated_at = state.rotated_at if state.status == "retry" and state.rotated_at is not None else now
+        marker = json.dumps({"g": gid, "s": new, "t": rotated_at}, separators=(",", ":"))
+        successor = PREFIX + f"refresh:{state.successor}" if state.status == "retry" else PREFIX + f"refresh:{old}"
+        result = self._rotate(
+            keys=[
+                PREFIX + f"refresh:{old}",
+                PREFIX + f"refresh-used:{old}",
+                PREFIX + f"refresh:{new}",
+                PREFIX + f"grant:{gid}",
+                _index_key("client", data["client_id"]),
+                _index_key("user", data["user"]),
+                successor,
+            ],
+            args=[
+                state.status,
+                json.dumps(data),
+                marker,
+                max(int(ttl), 1),
+                max(int(grant_ttl), 1),
+                now,
+                max(self.index_ttl, int(grant_ttl)),
+                gid,
+                state.marker or "",
+            ],
+        )
+        return {1: "ok", 0: "revoked"}.get(int(result), "conflict")
 
     def _consume_once(self, key: str, used_key: str, ttl: int) -> tuple[str, Any]:
         result = self._consume(keys=[PREFIX + key, PREFIX + used_key], args=[max(int(ttl), 1)])

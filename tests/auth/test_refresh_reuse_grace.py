@@ -1,0 +1,94 @@
+"""A /token answer that never reached the client: the previous refresh token may be presented again,
+briefly (AUTH_REFRESH_REUSE_GRACE), while its successor is unused. Otherwise reuse revokes the grant."""
+
+import time
+
+import pytest
+
+from tests.auth.oauthflow import Browser, refresh, register, tokens_for, verify
+
+
+def test_a_retry_within_the_grace_gets_a_new_pair_and_voids_the_unclaimed_successor(browser, auth_service):
+    client = register(auth_service)
+    tokens = tokens_for(browser, client)
+    lost = refresh(auth_service, client, tokens["refresh_token"])  # the answer the client never saw
+    assert lost.status_code == 200
+    retry = refresh(auth_service, client, tokens["refresh_token"])
+    assert retry.status_code == 200, retry.text
+    fresh = retry.json()
+    assert fresh["refresh_token"] not in (tokens["refresh_token"], lost.json()["refresh_token"])
+    assert verify(auth_service, fresh["access_token"]).status_code == 200
+    # The successor nobody claimed is void, and presenting it is not taken for an attack...
+    refused = refresh(auth_service, client, lost.json()["refresh_token"])
+    assert refused.status_code == 400
+    assert refused.json()["error"] == "invalid_grant"
+    # ...so the grant goes on: the new pair works and rotates as usual.
+    assert verify(auth_service, fresh["access_token"]).status_code == 200
+    again = refresh(auth_service, client, fresh["refresh_token"])
+    assert again.status_code == 200, again.text
+    assert verify(auth_service, again.json()["access_token"]).status_code == 200
+
+
+def test_repeated_retries_within_the_grace_keep_only_the_last_pair(browser, auth_service):
+    client = register(auth_service)
+    tokens = tokens_for(browser, client)
+    issued = [refresh(auth_service, client, tokens["refresh_token"]).json()["refresh_token"] for _ in range(3)]
+    assert len(set(issued)) == 3
+    for void in issued[:2]:
+        assert refresh(auth_service, client, void).status_code == 400
+    assert refresh(auth_service, client, issued[2]).status_code == 200
+
+
+def test_reuse_after_the_successor_was_used_revokes_the_grant(browser, auth_service):
+    client = register(auth_service)
+    tokens = tokens_for(browser, client)
+    first = refresh(auth_service, client, tokens["refresh_token"]).json()
+    second = refresh(auth_service, client, first["refresh_token"]).json()
+    # Within the grace period, but the successor was used: someone else holds the old token.
+    reuse = refresh(auth_service, client, tokens["refresh_token"])
+    assert reuse.status_code == 400
+    assert reuse.json()["error"] == "invalid_grant"
+    assert refresh(auth_service, client, second["refresh_token"]).json()["error"] == "invalid_grant"
+    assert verify(auth_service, second["access_token"]).status_code == 401
+
+
+@pytest.mark.slow
+def test_reuse_after_the_grace_revokes_the_grant(auth_factory, github):
+    service = auth_factory(env={"AUTH_REFRESH_REUSE_GRACE": "1"})
+    browser = Browser(service, github)
+    try:
+        client = register(service)
+        tokens = tokens_for(browser, client)
+        new = refresh(service, client, tokens["refresh_token"]).json()
+        time.sleep(2.5)
+        reuse = refresh(service, client, tokens["refresh_token"])
+        assert reuse.status_code == 400
+        assert reuse.json()["error"] == "invalid_grant"
+        assert refresh(service, client, new["refresh_token"]).json()["error"] == "invalid_grant"
+        assert verify(service, new["access_token"]).status_code == 401
+    finally:
+        browser.close()
+
+
+def test_a_grace_of_zero_treats_any_reuse_as_an_attack(auth_factory, github):
+    service = auth_factory(env={"AUTH_REFRESH_REUSE_GRACE": "0"})
+    browser = Browser(service, github)
+    try:
+        client = register(service)
+        tokens = tokens_for(browser, client)
+        new = refresh(service, client, tokens["refresh_token"]).json()
+        assert refresh(service, client, tokens["refresh_token"]).status_code == 400
+        assert refresh(service, client, new["refresh_token"]).status_code == 400
+        assert verify(service, new["access_token"]).status_code == 401
+    finally:
+        browser.close()
+
+
+def test_the_grace_does_not_cross_clients(browser, auth_service):
+    """Another client presenting the previous token is refused, and that still revokes the grant."""
+    victim, attacker = register(auth_service), register(auth_service)
+    tokens = tokens_for(browser, victim)
+    new = refresh(auth_service, victim, tokens["refresh_token"]).json()
+    assert refresh(auth_service, attacker, tokens["refresh_token"]).status_code == 400
+    assert refresh(auth_service, victim, new["refresh_token"]).status_code == 400
+    assert verify(auth_service, new["access_token"]).status_code == 401
