@@ -133,3 +133,53 @@ def test_racing_refreshes_without_a_grace_cannot_both_win(auth_factory, github):
         assert codes.count(200) <= 1
     finally:
         browser.close()
+
+
+# Redis commands that change data; inside the rotation script they are expected, outside it they are not.
+WRITES = {"SET", "SETEX", "DEL", "UNLINK", "GETDEL", "EXPIRE", "PEXPIRE", "ZADD", "ZREM", "ZREMRANGEBYSCORE"}
+WRITES |= {"SADD", "SREM", "MULTI", "EXEC", "INCR", "INCRBY", "HSET", "HDEL"}
+
+
+def test_a_rotation_is_one_atomic_write_in_few_round_trips(auth_factory, redis_factory, github):
+    """Watch Redis (MONITOR) during one refresh: everything the rotation writes is written by one
+    script, so no crash can fall between spending the old token and storing the new one; and the
+    request costs few round trips. (Rate-limit counters are written separately; they hold no token.)"""
+    import threading
+
+    redis = redis_factory()
+    service = auth_factory(redis_url=redis.url)
+    browser = Browser(service, github)
+    try:
+        client = register(service)
+        tokens = refresh(service, client, tokens_for(browser, client)["refresh_token"]).json()  # scripts loaded
+        seen: list[dict] = []
+        watcher = redis.client()
+        with watcher.monitor() as monitor:
+            ready = threading.Event()
+
+            def listen() -> None:
+                ready.set()
+                for command in monitor.listen():
+                    if "rotation-watch-done" in command["command"]:
+                        return
+                    seen.append(command)
+
+            thread = threading.Thread(target=listen)
+            thread.start()
+            ready.wait()
+            response = refresh(service, client, tokens["refresh_token"])
+            redis.client().echo("rotation-watch-done")
+            thread.join(timeout=10)
+        assert response.status_code == 200, response.text
+        ours = [c for c in seen if c.get("client_type") != "lua" and ":rl" not in c["command"]]
+        names = [c["command"].split()[0].upper() for c in ours]
+        writes = [n for n in names if n in WRITES]
+        assert not writes, [c["command"] for c in ours]
+        assert names.count("EVALSHA") + names.count("EVAL") == 1, names
+        inside = [c["command"].split()[0].upper() for c in seen if c.get("client_type") == "lua"]
+        assert {"DEL", "SET", "EXPIRE", "ZADD"} <= set(inside), inside
+        data = [n for n in names if n not in ("HELLO", "AUTH", "CLIENT", "SELECT", "PING")]
+        assert len(data) <= 5, names
+
+    finally:
+        browser.close()

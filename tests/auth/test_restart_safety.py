@@ -1,5 +1,10 @@
 """Registrations, grants and refresh tokens survive a crash of the service and of Redis (AOF)."""
 
+import hashlib
+import threading
+import time
+
+import httpx
 import pytest
 
 from tests.auth.oauthflow import Browser, api, refresh, register, tokens_for, verify
@@ -35,4 +40,70 @@ def test_state_survives_killing_and_restarting_gunicorn_and_redis(auth_factory, 
         assert refresh(service, client, tokens["refresh_token"]).status_code == 400
         assert verify(service, newest.json()["access_token"]).status_code == 401
     finally:
+        browser.close()
+
+
+ROUNDS = 30
+TIME_BUDGET = 60.0
+
+
+def test_no_sigkill_during_a_refresh_logs_the_user_out(auth_factory, redis_server, github):
+    """SIGKILL the whole gunicorn (master and workers) while a refresh is in flight and restart it,
+    up to ROUNDS times within TIME_BUDGET seconds. Whatever the client holds afterwards (the new token
+    if the answer arrived, else the one it sent) must still get a token: no round logs the user out.
+
+    The moment of the kill is steered towards the end of the request, where it matters: earlier when
+    the answer arrived, later when the old token was still unspent, so that most rounds kill the
+    service between its write and the client reading the answer, or close to it."""
+    service = auth_factory()
+    browser = Browser(service, github)
+    redis = redis_server.client()
+    try:
+        client = register(service)
+        held = tokens_for(browser, client)["refresh_token"]
+        delay = step = 0.0
+        deadline = time.monotonic() + TIME_BUDGET
+        outcomes: list[str] = []
+        while len(outcomes) < ROUNDS and time.monotonic() < deadline:
+            # The user observable, and the timing of a refresh on the service as it now runs.
+            started = time.monotonic()
+            after = refresh(service, client, held)
+            assert after.status_code == 200, (
+                f"round {len(outcomes)}: the client was logged out ({outcomes[-1:]}): {after.status_code} {after.text}"
+            )
+            if not outcomes:
+                delay, step = (time.monotonic() - started) * 0.8, (time.monotonic() - started) / 4
+            held = after.json()["refresh_token"]
+
+            answer: list[httpx.Response] = []
+
+            def call(token: str = held, out: list = answer) -> None:
+                try:
+                    out.append(refresh(service, client, token))
+                except httpx.HTTPError:
+                    pass  # the connection died with the service: the answer is lost
+
+            worker = threading.Thread(target=call)
+            worker.start()
+            time.sleep(delay)
+            service.kill()
+            worker.join(timeout=20)
+            service.start()
+            if answer:
+                assert answer[0].status_code == 200, f"round {len(outcomes)}: {answer[0].status_code} {answer[0].text}"
+                held = answer[0].json()["refresh_token"]
+                outcomes.append("answered")
+                delay = max(0.0, delay - step)
+            elif redis.exists("mcpgw:refresh:" + hashlib.sha256(held.encode()).hexdigest()):
+                outcomes.append("killed before the write")
+                delay += step
+            else:
+                outcomes.append("answer lost after the write")
+            step = max(step * 0.85, 0.001)
+        final = refresh(service, client, held)
+        assert final.status_code == 200, f"logged out after the last round ({outcomes[-1:]}): {final.text}"
+        assert len(outcomes) >= 10, f"only {len(outcomes)} rounds within {TIME_BUDGET}s"
+        print({kind: outcomes.count(kind) for kind in sorted(set(outcomes))})
+    finally:
+        redis.close()
         browser.close()
