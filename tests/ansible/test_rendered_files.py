@@ -94,3 +94,16 @@ def test_acme_settings_come_from_the_inventory_and_values_are_quoted_for_systemd
     assert acme["dnsChallenge"] == {"provider": "cloudflare", "resolvers": ["1.1.1.1:53"]}
     assert "httpChallenge" not in acme
     assert read_env_file(tmp_path / "etc/mcp-gateway/auth.env")["AUTH_GITHUB_CLIENT_SECRET"] == tricky
+
+
+def test_session_and_refresh_limits_reach_the_services(tmp_path: Path) -> None:
+    servers = example_group_vars()["mcp_servers"]
+    servers = [{**s, "max_sessions_per_user": 3} if s["name"] == "memory" else s for s in servers]
+    render(tmp_path, mcp_servers=servers, auth_refresh_reuse_grace=0)
+    assert read_env_file(tmp_path / "etc/mcp-gateway/auth.env")["AUTH_REFRESH_REUSE_GRACE"] == "0"
+    assert read_env_file(tmp_path / "etc/mcp-gateway/servers/memory.env")["MCP_PROXY_MAX_SESSIONS_PER_USER"] == "3"
+    # Unset: the bridge's own default (a quarter of max_sessions) applies.
+    assert "MCP_PROXY_MAX_SESSIONS_PER_USER" not in read_env_file(tmp_path / "etc/mcp-gateway/servers/time.env")
+    render(tmp_path, mcp_servers=servers, mcp_servers_max_sessions_per_user=5)
+    assert read_env_file(tmp_path / "etc/mcp-gateway/servers/time.env")["MCP_PROXY_MAX_SESSIONS_PER_USER"] == "5"
+    assert read_env_file(tmp_path / "etc/mcp-gateway/auth.env")["AUTH_REFRESH_REUSE_GRACE"] == "30"
