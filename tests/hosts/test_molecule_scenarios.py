@@ -1,7 +1,8 @@
 """molecule converges site.yml onto throwaway hosts: the gateway's real test.
 
 `default` (one systemd-nspawn guest: converge, idempotence, check mode with --diff, verify with the
-official SDK client, destroy) and `multi` (two guests on one network) run on every test run. `vm`
+official SDK client, destroy), `debian13` (the same on Debian 13) and `multi` (two guests on one
+network) run on every test run. `vm`
 (the same on a QEMU VM, with a reboot) takes over an hour under software emulation, so it runs only
 when GATEWAY_TEST_VM=1 (on a machine with working KVM it is much faster).
 """
@@ -42,6 +43,10 @@ def run_scenario(name: str, timeout: float) -> None:
 
 def test_default_scenario_converges_site_yml_on_an_nspawn_guest():
     run_scenario("default", timeout=40 * 60)
+
+
+def test_debian13_scenario_converges_site_yml_on_a_debian_13_guest():
+    run_scenario("debian13", timeout=40 * 60)
 
 
 def test_multi_scenario_brings_up_two_guests_that_reach_each_other():
