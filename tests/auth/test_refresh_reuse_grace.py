@@ -1,11 +1,25 @@
 """A /token answer that never reached the client: the previous refresh token may be presented again,
-briefly (AUTH_REFRESH_REUSE_GRACE), while its successor is unused. Otherwise reuse revokes the grant."""
+briefly (AUTH_REFRESH_REUSE_GRACE), while its successor is unused. Otherwise reuse revokes the grant
+(reuse after the successor was used: test_refresh_rotation.py)."""
 
 import time
+from contextlib import contextmanager
 
 import pytest
 
 from tests.auth.oauthflow import Browser, refresh, register, tokens_for, verify
+
+
+@contextmanager
+def logged_in_with_grace(auth_factory, github, seconds: str):
+    """A service with AUTH_REFRESH_REUSE_GRACE=seconds, a registered client and its first tokens."""
+    service = auth_factory(env={"AUTH_REFRESH_REUSE_GRACE": seconds})
+    browser = Browser(service, github)
+    try:
+        client = register(service)
+        yield service, client, tokens_for(browser, client)
+    finally:
+        browser.close()
 
 
 def test_a_retry_within_the_grace_gets_a_new_pair_and_voids_the_unclaimed_successor(browser, auth_service):
@@ -39,26 +53,9 @@ def test_repeated_retries_within_the_grace_keep_only_the_last_pair(browser, auth
     assert refresh(auth_service, client, issued[2]).status_code == 200
 
 
-def test_reuse_after_the_successor_was_used_revokes_the_grant(browser, auth_service):
-    client = register(auth_service)
-    tokens = tokens_for(browser, client)
-    first = refresh(auth_service, client, tokens["refresh_token"]).json()
-    second = refresh(auth_service, client, first["refresh_token"]).json()
-    # Within the grace period, but the successor was used: someone else holds the old token.
-    reuse = refresh(auth_service, client, tokens["refresh_token"])
-    assert reuse.status_code == 400
-    assert reuse.json()["error"] == "invalid_grant"
-    assert refresh(auth_service, client, second["refresh_token"]).json()["error"] == "invalid_grant"
-    assert verify(auth_service, second["access_token"]).status_code == 401
-
-
 @pytest.mark.slow
 def test_reuse_after_the_grace_revokes_the_grant(auth_factory, github):
-    service = auth_factory(env={"AUTH_REFRESH_REUSE_GRACE": "1"})
-    browser = Browser(service, github)
-    try:
-        client = register(service)
-        tokens = tokens_for(browser, client)
+    with logged_in_with_grace(auth_factory, github, "1") as (service, client, tokens):
         new = refresh(service, client, tokens["refresh_token"]).json()
         time.sleep(2.5)
         reuse = refresh(service, client, tokens["refresh_token"])
@@ -66,22 +63,14 @@ def test_reuse_after_the_grace_revokes_the_grant(auth_factory, github):
         assert reuse.json()["error"] == "invalid_grant"
         assert refresh(service, client, new["refresh_token"]).json()["error"] == "invalid_grant"
         assert verify(service, new["access_token"]).status_code == 401
-    finally:
-        browser.close()
 
 
 def test_a_grace_of_zero_treats_any_reuse_as_an_attack(auth_factory, github):
-    service = auth_factory(env={"AUTH_REFRESH_REUSE_GRACE": "0"})
-    browser = Browser(service, github)
-    try:
-        client = register(service)
-        tokens = tokens_for(browser, client)
+    with logged_in_with_grace(auth_factory, github, "0") as (service, client, tokens):
         new = refresh(service, client, tokens["refresh_token"]).json()
         assert refresh(service, client, tokens["refresh_token"]).status_code == 400
         assert refresh(service, client, new["refresh_token"]).status_code == 400
         assert verify(service, new["access_token"]).status_code == 401
-    finally:
-        browser.close()
 
 
 def test_the_grace_does_not_cross_clients(browser, auth_service):
