@@ -35,6 +35,10 @@ GITHUB_PORT = int(os.environ.get("GATEWAY_GITHUB_PORT", "8900"))
 PEBBLE_MANAGEMENT_PORT = int(os.environ.get("GATEWAY_PEBBLE_PORT", "15000"))
 CALLBACK = "http://127.0.0.1:47999/callback"  # never served: the browser stops at the redirect
 GUEST = Path(__file__).resolve().parent / "guest"
+# A file that carries one client's registration, tokens and discovered metadata from one run to the
+# next (molecule's verify before and after a reboot); GATEWAY_CLIENT_RESUME=1 says it must be there.
+CLIENT_STATE = os.environ.get("GATEWAY_CLIENT_STATE", "")
+CLIENT_RESUME = os.environ.get("GATEWAY_CLIENT_RESUME") == "1"
 
 if not GUEST_NAME:
     pytest.skip("GATEWAY_GUEST names no converged guest", allow_module_level=True)
@@ -50,6 +54,7 @@ from mcp.shared.auth import (  # noqa: E402
     AuthorizationCodeResult,
     OAuthClientInformationFull,
     OAuthClientMetadata,
+    OAuthMetadata,
     OAuthToken,
 )
 
@@ -88,8 +93,13 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     with resolve_names({"localhost": address}):
         root = httpx.get(f"https://localhost:{PEBBLE_MANAGEMENT_PORT}/roots/0", verify=verify, timeout=10)
     root.raise_for_status()
-    path = tmp_path_factory.mktemp("pebble") / "root.pem"
-    path.write_text(root.text)
+    # Pebble makes a new root whenever it restarts (a reboot), while the gateway rightly keeps serving
+    # the still-valid certificates the earlier root issued: PEBBLE_ROOTS collects every root seen.
+    bundle = os.environ.get("PEBBLE_ROOTS")
+    path = Path(bundle) if bundle else tmp_path_factory.mktemp("pebble") / "root.pem"
+    seen = path.read_text() if path.exists() else ""
+    if root.text.strip() not in seen:
+        path.write_text(seen + root.text.strip() + "\n")
     with resolve_names({DOMAIN: address}):
         yield Target(address, path, kind)
 
@@ -262,3 +272,35 @@ def test_the_client_carries_on_after_a_service_is_killed(target: Target, unit: s
         out = anyio.run(call_twice, target, "time", provider, "auto")
     assert out["first_error"] is False and out["refreshed"] is True, out
     assert len(browser.history) == logins, "the client had to log in again: state was lost"
+
+
+@pytest.mark.skipif(not CLIENT_STATE, reason="GATEWAY_CLIENT_STATE names no file to carry a client in")
+def test_the_same_client_carries_on_after_the_guest_restarts(target: Target) -> None:
+    """Before a reboot the client logs in, calls and is saved; after it (GATEWAY_CLIENT_RESUME=1) the
+    saved client, in a new process, calls with its old access token and refreshes with its old refresh
+    token, with no new login: the reboot lost no registration, grant or refresh token."""
+    state = Path(CLIENT_STATE)
+    storage = MemoryStorage()
+    browser = Browser(target)
+    provider = provider_for(target, "time", storage, browser)
+    if CLIENT_RESUME:
+        assert state.exists(), f"no client was saved in {state} before the restart"
+        saved = json.loads(state.read_text())
+        storage.client_info = OAuthClientInformationFull.model_validate(saved["client_info"])
+        storage.tokens = OAuthToken.model_validate(saved["tokens"])
+        # what a client that persists its state keeps: without it the SDK refreshes at the resource's origin
+        provider.context.oauth_metadata = OAuthMetadata.model_validate(saved["oauth_metadata"])
+    out = anyio.run(call_twice, target, "time", provider, "auto")
+    assert out["first_error"] is False and out["second_error"] is False, out
+    assert out["refreshed"] is True, out
+    if CLIENT_RESUME:
+        assert browser.history == [], f"the saved client had to log in again: {browser.history}"
+        assert storage.client_info.client_id == saved["client_info"]["client_id"]
+    assert storage.tokens and storage.client_info and provider.context.oauth_metadata
+    saved = {
+        "client_info": storage.client_info.model_dump(mode="json"),
+        "tokens": storage.tokens.model_dump(mode="json"),
+        "oauth_metadata": provider.context.oauth_metadata.model_dump(mode="json"),
+    }
+    state.touch(mode=0o600)  # it holds a refresh token
+    state.write_text(json.dumps(saved))
