@@ -30,6 +30,7 @@ OPTIONS = [
     "--max-body-bytes",
     "--max-message-bytes",
     "--max-inflight",
+    "--max-inflight-per-user",
     "--user-header",
 ]
 
@@ -66,13 +67,20 @@ def test_a_public_address_from_the_environment_is_refused(misbehaving_argv: list
     assert result.returncode != 0 and "loopback" in result.stderr
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "two"])
-def test_a_bad_per_user_session_cap_is_a_clear_error(value: str, misbehaving_argv: list[str]) -> None:
-    by_flag = _run(["--max-sessions-per-user", value, "--", *misbehaving_argv])
-    by_variable = _run(["--", *misbehaving_argv], env={"MCP_PROXY_MAX_SESSIONS_PER_USER": value})
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        *(("max_sessions_per_user", value) for value in ("0", "-1", "two")),
+        # Above --max-inflight (1024 by default) too: it would never be reached, so it is a mistake.
+        *(("max_inflight_per_user", value) for value in ("0", "-1", "two", "1025")),
+    ],
+)
+def test_a_bad_per_user_cap_is_a_clear_error(option: str, value: str, misbehaving_argv: list[str]) -> None:
+    by_flag = _run(["--" + option.replace("_", "-"), value, "--", *misbehaving_argv])
+    by_variable = _run(["--", *misbehaving_argv], env={"MCP_PROXY_" + option.upper(): value})
     for result in (by_flag, by_variable):
         assert result.returncode == 2, result.stderr
-        assert "MAX_SESSIONS_PER_USER" in result.stderr.upper().replace("-", "_")
+        assert option.upper() in result.stderr.upper().replace("-", "_")
 
 
 def test_no_command_is_a_clear_error() -> None:

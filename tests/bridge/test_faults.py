@@ -179,7 +179,8 @@ async def test_a_multi_mib_result_reaches_the_sdk_client_in_2026_mode(fragile_br
 def test_the_in_flight_cap_answers_503_with_retry_after(
     start_bridge: Callable[..., Bridge], misbehaving_argv: list[str]
 ) -> None:
-    bridge = start_bridge(misbehaving_argv, pool_size=1, max_inflight=2, request_timeout=8)
+    # All these requests are one (anonymous) user: lift the per-user cap (by default 1 here) to the global one.
+    bridge = start_bridge(misbehaving_argv, pool_size=1, max_inflight=2, max_inflight_per_user=2, request_timeout=8)
     body, headers = modern_request("tools/call", {"name": "hang", "arguments": {}})
 
     def hang() -> httpx.Response:

@@ -50,7 +50,8 @@ def test_the_in_flight_cap_covers_handshake_era_posts(
 ) -> None:
     # Before: --max-inflight counted 2026-07-28 requests only; POSTs to a session were unbounded, each holding
     # its body and a relay task for up to the request timeout.
-    bridge = start_bridge(misbehaving_argv, pool_size=1, max_inflight=2, request_timeout=8)
+    # All these requests are one (anonymous) user: lift the per-user cap (by default 1 here) to the global one.
+    bridge = start_bridge(misbehaving_argv, pool_size=1, max_inflight=2, max_inflight_per_user=2, request_timeout=8)
     with httpx.Client(timeout=30) as http:
         session = initialize(http, bridge.url)
 

@@ -23,6 +23,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from .child import CHILD_EXITED, REQUEST_TIMEOUT, _error
 from .config import Settings
+from .inflight import InFlight
 from .legacy import SessionRefused, SessionRegistry
 from .metrics import Metrics
 from .modern import ChildPool, ModernHandler, _respond, _respond_rpc
@@ -42,13 +43,15 @@ class Bridge:
         self.metrics = Metrics()
         self.pool = ChildPool(settings, self.metrics)
         self.sessions = SessionRegistry(settings, self.metrics)
-        self.modern = ModernHandler(settings, self.metrics, self.pool)
+        self.in_flight = InFlight(settings, self.metrics)
+        self.modern = ModernHandler(settings, self.metrics, self.pool, self.in_flight)
         self._tg: anyio.abc.TaskGroup | None = None
-        self.legacy_in_flight = 0  # POSTs to handshake-era sessions being answered
         self.metrics.gauges.update(
             {
                 "mcp_proxy_sessions_open": lambda: len(self.sessions),
                 "mcp_proxy_sessions_most_held_by_one_user": self.sessions.most_held_by_one_user,
+                "mcp_proxy_requests_in_flight_most_held_by_one_user": self.in_flight.most_held_by_one_user,
+                "mcp_proxy_users_with_requests_in_flight": lambda: len(self.in_flight.by_user),
                 "mcp_proxy_children_running": lambda: (
                     len(self.pool.children)
                     + len(self.sessions.spares)
@@ -56,8 +59,8 @@ class Bridge:
                 ),
                 "mcp_proxy_pool_children_ready": lambda: len(self.pool.ready),
                 "mcp_proxy_spare_children": lambda: len(self.sessions.spares),
-                "mcp_proxy_modern_requests_in_flight": lambda: self.modern.in_flight,
-                "mcp_proxy_legacy_requests_in_flight": lambda: self.legacy_in_flight,
+                "mcp_proxy_modern_requests_in_flight": lambda: self.in_flight.by_era["2026-07-28"],
+                "mcp_proxy_legacy_requests_in_flight": lambda: self.in_flight.by_era["legacy"],
             }
         )
 
@@ -168,15 +171,15 @@ class Bridge:
             if session is None:
                 await _respond_rpc(send, 404, _error(None, INVALID_REQUEST, "Session not found"))
                 return
-            if scope["method"] == "POST" and self.legacy_in_flight >= self.settings.max_inflight:
+
+            async def serve(answer: Send) -> None:
+                await session.transport.handle_request(scope, replay, _json_when_possible(scope, answer))
+
+            if scope["method"] == "POST":
                 # Each POST holds its body (and a relay task) until the child answers: bounded, like 2026 ones.
-                await _respond_rpc(send, 503, _error(None, CHILD_EXITED, "Too many requests in flight"), retry_after=1)
-                return
-            self.legacy_in_flight += scope["method"] == "POST"
-            try:
-                await session.transport.handle_request(scope, replay, _json_when_possible(scope, send))
-            finally:
-                self.legacy_in_flight -= scope["method"] == "POST"
+                await self.in_flight.serve("legacy", user, send, None, serve, awaits_answer=_awaits_answer(decoded))
+            else:
+                await serve(send)
             if session.transport.is_terminated:
                 await self.sessions.discard(session)
             return
@@ -308,6 +311,13 @@ def _try_json(body: bytes) -> Any:
         return json.loads(body)
     except (ValueError, RecursionError):
         return None
+
+
+def _awaits_answer(decoded: Any) -> bool:
+    """False for a notification or a response (the client's answer to a server request): the child gets it
+    at once and nothing waits for an answer. Anything else (a request, or a body the transport will refuse)
+    is True."""
+    return not (isinstance(decoded, dict) and ("method" not in decoded or "id" not in decoded))
 
 
 def _has_modern_envelope(decoded: Any) -> bool:

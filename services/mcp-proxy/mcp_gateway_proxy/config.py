@@ -21,7 +21,7 @@ class Settings:
     uds_mode: int = 0o660
     allowed_origins: tuple[str, ...] = ()
     max_sessions: int = 100
-    max_sessions_per_user: int | None = None  # None: default_sessions_per_user(max_sessions)
+    max_sessions_per_user: int | None = None  # None: default_per_user(max_sessions)
     pool_size: int = 2
     spare_children: int = 1
     session_idle_timeout: float = 1800.0
@@ -30,6 +30,7 @@ class Settings:
     max_message_bytes: int = 64 * 1024 * 1024
     user_header: str = "X-Auth-User"
     max_inflight: int = 1024
+    max_inflight_per_user: int | None = None  # None: default_per_user(max_inflight)
     sse_keepalive: float = 15.0
     cache_ttl_ms: int = 0
     cache_scope: str = "private"
@@ -42,13 +43,20 @@ class Settings:
         """Sessions one user may hold at once: the option, or by default a quarter of ``max_sessions``."""
         if self.max_sessions_per_user is not None:
             return self.max_sessions_per_user
-        return default_sessions_per_user(self.max_sessions)
+        return default_per_user(self.max_sessions)
+
+    @property
+    def inflight_per_user(self) -> int:
+        """Requests one user may have in flight at once: the option, or by default a quarter of ``max_inflight``."""
+        if self.max_inflight_per_user is not None:
+            return self.max_inflight_per_user
+        return default_per_user(self.max_inflight)
 
 
-def default_sessions_per_user(max_sessions: int) -> int:
-    """A quarter of the global cap, at least 1: it takes four users at their cap to fill the bridge, and one
-    user keeps room for several clients plus sessions their clients dropped without DELETE (until reaped)."""
-    return max(1, max_sessions // 4)
+def default_per_user(cap: int) -> int:
+    """A quarter of a global cap, at least 1: it takes four users at their cap to fill the bridge, and one user
+    keeps room for several clients (and, for sessions, those their clients dropped without DELETE until reaped)."""
+    return max(1, cap // 4)
 
 
 # (name, type, default, help). The flag is --name-with-dashes, the variable MCP_PROXY_NAME_IN_CAPS.
@@ -86,6 +94,14 @@ _OPTIONS: list[tuple[str, type, object, str]] = [
     ),
     ("user_header", str, "X-Auth-User", "Header carrying the authenticated user (set by Traefik ForwardAuth)."),
     ("max_inflight", int, 1024, "Most requests in flight at once, per era; beyond: 503 with Retry-After."),
+    (
+        "max_inflight_per_user",
+        int,
+        None,
+        "Most requests one user (the user header's value; 'anonymous' without it) may have in flight at once, "
+        "both eras together (notifications and answers to the server's questions are not counted); beyond: "
+        "503 with Retry-After for that user only. The value of --max-inflight turns it off; more is an error.",
+    ),
     ("sse_keepalive", float, 15.0, "Seconds between SSE keep-alive comments."),
     ("cache_ttl_ms", int, 0, "ttlMs put on 2026-07-28 list and resources/read results the child does not mark."),
     ("cache_scope", str, "private", "cacheScope ('private' or 'public') put on those results."),
@@ -96,7 +112,10 @@ _OPTIONS: list[tuple[str, type, object, str]] = [
 
 
 # Defaults that are not a fixed value, as --help shows them.
-_DEFAULT_TEXT = {"max_sessions_per_user": "a quarter of --max-sessions, at least 1"}
+_DEFAULT_TEXT = {
+    "max_sessions_per_user": "a quarter of --max-sessions, at least 1",
+    "max_inflight_per_user": "a quarter of --max-inflight, at least 1",
+}
 
 
 def _env_name(name: str) -> str:
@@ -177,6 +196,13 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
             f"--max-sessions-per-user must be positive, not {per_user} "
             "(to turn the per-user cap off, give it the value of --max-sessions)"
         )
+    max_inflight = int(values["max_inflight"])  # type: ignore[call-overload]
+    inflight_per_user = values["max_inflight_per_user"]
+    if inflight_per_user is not None and not 0 < int(inflight_per_user) <= max_inflight:  # type: ignore[call-overload]
+        parser.error(
+            f"--max-inflight-per-user must be positive and at most --max-inflight ({max_inflight}), "
+            f"not {inflight_per_user} (to turn the per-user cap off, give it the value of --max-inflight)"
+        )
     for positive in ("session_idle_timeout", "request_timeout", "sse_keepalive", "shutdown_grace"):
         if float(values[positive]) <= 0:  # type: ignore[arg-type]
             parser.error(f"--{positive.replace('_', '-')} must be positive")
@@ -205,7 +231,8 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
         max_body_bytes=int(values["max_body_bytes"]),  # type: ignore[call-overload]
         max_message_bytes=int(values["max_message_bytes"]),  # type: ignore[call-overload]
         user_header=str(values["user_header"]),
-        max_inflight=int(values["max_inflight"]),  # type: ignore[call-overload]
+        max_inflight=max_inflight,
+        max_inflight_per_user=None if inflight_per_user is None else int(inflight_per_user),  # type: ignore[call-overload]
         sse_keepalive=float(values["sse_keepalive"]),  # type: ignore[arg-type]
         cache_ttl_ms=int(values["cache_ttl_ms"]),  # type: ignore[call-overload]
         cache_scope=str(values["cache_scope"]),

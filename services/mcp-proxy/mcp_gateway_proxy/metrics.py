@@ -20,6 +20,7 @@ class Metrics:
     sessions_opened: int = 0
     sessions_refused: int = 0  # at --max-sessions
     sessions_refused_per_user: int = 0  # at --max-sessions-per-user
+    requests_refused_per_user: int = 0  # at --max-inflight-per-user
     children_started: int = 0
     child_restarts: int = 0
     timeouts: int = 0
@@ -59,6 +60,11 @@ class Metrics:
                 "mcp_proxy_sessions_refused_per_user_total",
                 self.sessions_refused_per_user,
                 "Sessions refused because their user held --max-sessions-per-user already (503).",
+            ),
+            (
+                "mcp_proxy_requests_refused_per_user_total",
+                self.requests_refused_per_user,
+                "Requests refused because their user had --max-inflight-per-user in flight already (503).",
             ),
             ("mcp_proxy_children_started_total", self.children_started, "Child processes started."),
             ("mcp_proxy_child_restarts_total", self.child_restarts, "Children replaced after exiting."),

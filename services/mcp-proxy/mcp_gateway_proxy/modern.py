@@ -23,7 +23,7 @@ import math
 import secrets
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
@@ -56,6 +56,9 @@ from . import __version__
 from .child import CHILD_EXITED, INTERNAL_ERROR, REQUEST_TIMEOUT, Child, _error
 from .config import Settings
 from .metrics import Metrics
+
+if TYPE_CHECKING:
+    from .inflight import InFlight
 
 log = logging.getLogger("mcp_gateway_proxy.modern")
 
@@ -405,11 +408,11 @@ class Exchange:
 
 
 class ModernHandler:
-    def __init__(self, settings: Settings, metrics: Metrics, pool: ChildPool) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics, pool: ChildPool, in_flight: InFlight) -> None:
         self.settings = settings
         self.metrics = metrics
         self.pool = pool
-        self.in_flight = 0
+        self.in_flight = in_flight  # shared with the handshake era: the per-user cap counts both
         self.exchanges: dict[str, Exchange] = {}  # requestState -> exchange waiting for the client's input
         self._state_key = secrets.token_bytes(32)  # binds a 2026 child's requestState to user and child
         self.tg: anyio.abc.TaskGroup | None = None  # exchanges run here: they may outlive their HTTP request
@@ -470,16 +473,11 @@ class ModernHandler:
         if method in NOT_OFFERED or method == "initialize":
             await self._reply(send, info, _error(request_id, METHOD_NOT_FOUND, f"Method not found: {method}"))
             return
-        if self.in_flight >= self.settings.max_inflight:
-            await _respond_rpc(
-                send, 503, _error(request_id, CHILD_EXITED, "Too many requests in flight"), retry_after=1
-            )
-            return
-        self.in_flight += 1
-        try:
-            await self._serve(scope, receive, send, info, request_id, method, decoded.get("params"), has_sse)
-        finally:
-            self.in_flight -= 1
+
+        async def serve(answer: Send) -> None:
+            await self._serve(scope, receive, answer, info, request_id, method, decoded.get("params"), has_sse)
+
+        await self.in_flight.serve("2026-07-28", info["user"], send, request_id, serve)
 
     async def _serve(
         self,
