@@ -96,14 +96,23 @@ def test_acme_settings_come_from_the_inventory_and_values_are_quoted_for_systemd
     assert read_env_file(tmp_path / "etc/mcp-gateway/auth.env")["AUTH_GITHUB_CLIENT_SECRET"] == tricky
 
 
-def test_session_and_refresh_limits_reach_the_services(tmp_path: Path) -> None:
+def test_session_in_flight_and_refresh_limits_reach_the_services(tmp_path: Path) -> None:
     servers = example_group_vars()["mcp_servers"]
-    servers = [{**s, "max_sessions_per_user": 3} if s["name"] == "memory" else s for s in servers]
+    servers = [
+        {**s, "max_sessions_per_user": 3, "max_inflight_per_user": 7} if s["name"] == "memory" else s for s in servers
+    ]
     render(tmp_path, mcp_servers=servers, auth_refresh_reuse_grace=0)
     assert read_env_file(tmp_path / "etc/mcp-gateway/auth.env")["AUTH_REFRESH_REUSE_GRACE"] == "0"
-    assert read_env_file(tmp_path / "etc/mcp-gateway/servers/memory.env")["MCP_PROXY_MAX_SESSIONS_PER_USER"] == "3"
-    # Unset: the bridge's own default (a quarter of max_sessions) applies.
-    assert "MCP_PROXY_MAX_SESSIONS_PER_USER" not in read_env_file(tmp_path / "etc/mcp-gateway/servers/time.env")
-    render(tmp_path, mcp_servers=servers, mcp_servers_max_sessions_per_user=5)
-    assert read_env_file(tmp_path / "etc/mcp-gateway/servers/time.env")["MCP_PROXY_MAX_SESSIONS_PER_USER"] == "5"
+    memory_env = read_env_file(tmp_path / "etc/mcp-gateway/servers/memory.env")
+    assert memory_env["MCP_PROXY_MAX_SESSIONS_PER_USER"] == "3"
+    assert memory_env["MCP_PROXY_MAX_INFLIGHT_PER_USER"] == "7"
+    # Unset: the bridge's own defaults (a quarter of max_sessions, of max_inflight) apply.
+    time_env = read_env_file(tmp_path / "etc/mcp-gateway/servers/time.env")
+    assert "MCP_PROXY_MAX_SESSIONS_PER_USER" not in time_env
+    assert "MCP_PROXY_MAX_INFLIGHT_PER_USER" not in time_env
+    render(tmp_path, mcp_servers=servers, mcp_servers_max_sessions_per_user=5, mcp_servers_max_inflight_per_user=9)
+    time_env = read_env_file(tmp_path / "etc/mcp-gateway/servers/time.env")
+    assert time_env["MCP_PROXY_MAX_SESSIONS_PER_USER"] == "5"
+    assert time_env["MCP_PROXY_MAX_INFLIGHT_PER_USER"] == "9"
+    assert read_env_file(tmp_path / "etc/mcp-gateway/servers/memory.env")["MCP_PROXY_MAX_INFLIGHT_PER_USER"] == "7"
     assert read_env_file(tmp_path / "etc/mcp-gateway/auth.env")["AUTH_REFRESH_REUSE_GRACE"] == "30"
