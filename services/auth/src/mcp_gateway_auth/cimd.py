@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import http.client
 import ipaddress
-import json
 import re
 import socket
 import ssl
@@ -22,6 +21,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
+from . import untrusted_json
 from .clients import redirect_uri_problem, supported_grant_types
 
 MAX_CACHE_SECONDS = 86400
@@ -183,9 +183,9 @@ def fetch_document(url: str, policy: FetchPolicy) -> tuple[dict, int]:
     if connection.aborted:
         raise CimdError("client metadata document took too long")
     try:
-        document = json.loads(body)
-    except ValueError as exc:
-        raise CimdError("client metadata document is not JSON") from exc
+        document = untrusted_json.loads(body, what="client metadata document")
+    except untrusted_json.UntrustedJsonError as exc:
+        raise CimdError(str(exc)) from exc
     return document, cache
 
 
