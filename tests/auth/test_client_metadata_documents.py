@@ -195,6 +195,7 @@ def test_non_https_or_pathless_client_ids_are_not_documents(cimd_service, github
 def test_document_fetches_are_rate_limited(auth_factory, redis_factory, test_ca, github, documents):
     service = auth_factory(
         redis_url=redis_factory().url,
+        test_mode=True,
         env={
             "AUTH_TEST_CIMD_ALLOWED_HOSTS": "localhost",
             "SSL_CERT_FILE": str(test_ca.cert_path),
