@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 from . import untrusted_json
-from .clients import redirect_uri_problem, supported_grant_types
+from .clients import display_text_problem, redirect_uri_problem, supported_grant_types
 
 MAX_CACHE_SECONDS = 86400
 DEFAULT_CACHE_SECONDS = 300
@@ -198,6 +198,9 @@ def validate_document(url: str, document: object) -> dict:
     name = document.get("client_name")
     if not isinstance(name, str) or not name.strip() or len(name) > 200:
         raise CimdError("client metadata document needs a client_name")
+    problem = display_text_problem(name)
+    if problem:
+        raise CimdError(f"client metadata document's client_name {problem}")
     uris = document.get("redirect_uris")
     if not isinstance(uris, list) or not uris or len(uris) > 10:
         raise CimdError("client metadata document needs redirect_uris")
