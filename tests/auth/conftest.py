@@ -105,11 +105,12 @@ def browser(auth_service: AuthService, github: GitHubStub) -> Iterator[Browser]:
 
 @pytest.fixture
 def cimd_service(auth_factory, test_ca):
-    """A service allowed (for tests only) to fetch documents from `localhost`, with a 1 s deadline."""
+    """A service in test mode, allowed to fetch documents from `localhost`, with a 1 s deadline."""
     return auth_factory(
+        test_mode=True,
         env={
             "AUTH_TEST_CIMD_ALLOWED_HOSTS": "localhost",
             "SSL_CERT_FILE": str(test_ca.cert_path),
             "AUTH_CIMD_TIMEOUT_MS": "1000",
-        }
+        },
     )

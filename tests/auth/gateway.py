@@ -106,6 +106,7 @@ def running_gateway(workdir: Path, redis_url: str, github: Any, ca: TestCA, env:
         github_client_id=github.client_id,
         github_client_secret=github.client_secret,
         allowed_users="octocat",
+        test_mode=True,
         env={
             "AUTH_TEST_CIMD_ALLOWED_HOSTS": "localhost",
             "SSL_CERT_FILE": str(ca.cert_path),

@@ -48,7 +48,16 @@ ROUTES = {
         ),
     ),
     "/no-code-grant.json": lambda h, url: send_json(h, document(url, [REDIRECT], grant_types=["client_credentials"])),
+    "/deep.json": lambda h, url: send_bytes(h, b"[" * 8000 + b"]" * 8000),
 }
+
+
+def send_bytes(handler, body: bytes) -> None:
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +138,18 @@ def test_a_bad_document_is_refused_as_invalid_client(cimd_service, github, docum
     assert reason in outcome.response.text
 
 
+def test_a_deeply_nested_document_is_refused_without_a_traceback(cimd_service, github, documents):
+    """Attack: a document of 8,000 nested brackets (16 kB, within the size cap) made the parser
+    raise RecursionError: a 500 and a traceback for every /authorize naming it."""
+    offset = cimd_service.log_path.stat().st_size
+    agent, outcome = _open(cimd_service, github, documents.url("/deep.json"))
+    agent.close()
+    assert outcome.location is None and outcome.response.status_code == 400
+    assert "invalid_client" in outcome.response.text
+    assert "nested deeper than" in outcome.response.text
+    assert "Traceback" not in cimd_service.log_path.read_bytes()[offset:].decode(errors="replace")
+
+
 def test_a_document_without_the_requested_redirect_uri_gets_no_redirect(cimd_service, github, documents):
     agent, outcome = _open(cimd_service, github, documents.url("/no-redirect.json"))
     agent.close()
@@ -174,6 +195,7 @@ def test_non_https_or_pathless_client_ids_are_not_documents(cimd_service, github
 def test_document_fetches_are_rate_limited(auth_factory, redis_factory, test_ca, github, documents):
     service = auth_factory(
         redis_url=redis_factory().url,
+        test_mode=True,
         env={
             "AUTH_TEST_CIMD_ALLOWED_HOSTS": "localhost",
             "SSL_CERT_FILE": str(test_ca.cert_path),

@@ -55,7 +55,6 @@ def test_a_good_configuration_builds_the_app(good_env, monkeypatch):
         ("AUTH_REFRESH_REUSE_GRACE", "30s", "AUTH_REFRESH_REUSE_GRACE"),
         ("AUTH_REFRESH_REUSE_GRACE", "-1", "AUTH_REFRESH_REUSE_GRACE"),
         ("AUTH_REFRESH_REUSE_GRACE", "3600", "AUTH_REFRESH_REUSE_GRACE"),
-        ("AUTH_TEST_CIMD_ALLOWED_HOSTS", "127.0.0.1", "AUTH_TEST_CIMD_ALLOWED_HOSTS"),
     ],
 )
 def test_a_bad_setting_is_named_in_the_error(good_env, key, value, message):
@@ -86,3 +85,64 @@ def test_gunicorn_exits_with_the_message_instead_of_serving(tmp_path, redis_serv
         service.start(timeout=20)
     service.stop()
     assert "AUTH_ISSUER" in service.log_path.read_text()
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"AUTH_TEST_CIMD_ALLOWED_HOSTS": "localhost"}, "AUTH_TEST_CIMD_ALLOWED_HOSTS: a test-only setting"),
+        ({"AUTH_TEST_SOMETHING_NEW": "1"}, "AUTH_TEST_SOMETHING_NEW: a test-only setting"),
+        ({"AUTH_TEST_MODE": "0", "AUTH_TEST_CIMD_ALLOWED_HOSTS": "localhost"}, "AUTH_TEST_MODE: "),
+    ],
+    ids=["cimd-loopback-allowance", "any-test-name", "test-mode-not-1"],
+)
+def test_a_test_only_setting_is_refused_outside_test_mode(good_env, settings, message):
+    """Attack: an AUTH_TEST_* setting slipped into production (through the role's auth_extra_env,
+    say) would switch off a guard, here the SSRF guard of metadata-document fetches."""
+    with pytest.raises(ConfigError, match=message):
+        create_app(dict(good_env, **settings))
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"AUTH_TEST_CIMD_ALLOWED_HOSTS": "127.0.0.1"}, "AUTH_TEST_CIMD_ALLOWED_HOSTS: name hosts"),
+        ({"AUTH_TEST_CIMD_ALOWED_HOSTS": "localhost"}, "AUTH_TEST_CIMD_ALOWED_HOSTS: not a test setting"),
+    ],
+)
+def test_test_settings_are_checked_in_test_mode_too(good_env, settings, message):
+    with pytest.raises(ConfigError, match=message):
+        create_app(dict(good_env, AUTH_TEST_MODE="1", **settings))
+
+
+def test_in_test_mode_the_allowance_applies(good_env):
+    app = create_app(dict(good_env, AUTH_TEST_MODE="1", AUTH_TEST_CIMD_ALLOWED_HOSTS="localhost"))
+    assert app.config["SETTINGS"].cimd_test_allowed_hosts == {"localhost"}
+
+
+def test_gunicorn_refuses_a_test_only_setting_without_test_mode(tmp_path, redis_server, github_stub):
+    service = AuthService(
+        tmp_path,
+        issuer="https://auth.example.test",
+        redis_url=redis_server.url,
+        resources=[{"name": "time", "resource": "https://time.example.test/mcp"}],
+        github_url=github_stub.url,
+        github_api_url=github_stub.api_url,
+        github_client_id="x",
+        github_client_secret="y",
+        env={"AUTH_TEST_CIMD_ALLOWED_HOSTS": "localhost"},
+    )
+    with pytest.raises(RuntimeError):
+        service.start(timeout=20)
+    service.stop()
+    log = service.log_path.read_text()
+    assert "AUTH_TEST_CIMD_ALLOWED_HOSTS: a test-only setting" in log
+    assert not service.running()
+
+
+def test_a_service_in_test_mode_says_so_loudly_at_start(cimd_service):
+    lines = [json.loads(line) for line in cimd_service.log_path.read_text().splitlines() if line.startswith("{")]
+    warnings = [line for line in lines if line.get("event") == "test_mode"]
+    assert warnings and all(line["level"] == "warning" for line in warnings)
+    assert "AUTH_TEST_CIMD_ALLOWED_HOSTS" in warnings[0]["settings"]
+    assert "never in production" in warnings[0]["message"]

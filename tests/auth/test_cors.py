@@ -42,7 +42,7 @@ def test_preflight_allows_the_mcp_headers(auth_service, path):
     allowed = {h.strip().lower() for h in response.headers["access-control-allow-headers"].split(",")}
     assert allowed >= ALLOWED
     exposed = {h.strip().lower() for h in response.headers["access-control-expose-headers"].split(",")}
-    assert {"mcp-session-id", "www-authenticate"} <= exposed
+    assert {"mcp-session-id", "www-authenticate", "retry-after", "x-ratelimit-remaining"} <= exposed
 
 
 def test_simple_responses_carry_cors_headers(auth_service):

@@ -79,3 +79,60 @@ def test_update_with_a_bad_body_changes_nothing(auth_service):
         )
         assert bad.status_code == 400
         assert http.get(f"/register/{client['client_id']}").json()["redirect_uris"] == [REDIRECT]
+
+
+# 60 kB and 54 kB: under the 64 KiB body cap, so only the parser's own limits stand in the way.
+DEEP_ARRAY = b"[" * 30000 + b"]" * 30000
+DEEP_OBJECT = b'{"a":' * 9000 + b"1" + b"}" * 9000
+DEEP_BODIES = pytest.mark.parametrize("body", [DEEP_ARRAY, DEEP_OBJECT], ids=["array-30000-deep", "object-9000-deep"])
+
+
+def _new_log(service, offset: int) -> str:
+    return service.log_path.read_bytes()[offset:].decode(errors="replace")
+
+
+@DEEP_BODIES
+def test_deeply_nested_json_is_refused_at_registration_without_a_traceback(auth_service, redis_server, body):
+    """Attack: a body of nested brackets, small enough to pass the size cap, made Python's JSON
+    parser raise RecursionError: a 500 and a traceback in the log for every request."""
+    before = _keys(redis_server)
+    offset = auth_service.log_path.stat().st_size
+    with api(auth_service) as http:
+        response = http.post("/register", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "invalid_client_metadata"
+    assert "nested" in response.json()["error_description"]
+    assert _keys(redis_server) == before
+    assert "Traceback" not in _new_log(auth_service, offset)
+
+
+@DEEP_BODIES
+def test_deeply_nested_json_is_refused_on_client_update_without_a_traceback(auth_service, body):
+    from tests.auth.oauthflow import register
+
+    client = register(auth_service)
+    headers = {"Authorization": f"Bearer {client['registration_access_token']}"}
+    offset = auth_service.log_path.stat().st_size
+    with api(auth_service, headers=headers) as http:
+        response = http.put(
+            f"/register/{client['client_id']}", content=body, headers={"Content-Type": "application/json"}
+        )
+        assert response.status_code == 400, response.text
+        assert response.json()["error"] == "invalid_client_metadata"
+        assert "nested" in response.json()["error_description"]
+        stored = http.get(f"/register/{client['client_id']}").json()
+    assert stored["client_name"] == client["client_name"] and stored["redirect_uris"] == [REDIRECT]
+    assert "Traceback" not in _new_log(auth_service, offset)
+
+
+def test_ordinary_nesting_such_as_a_jwks_still_parses(auth_service):
+    """The nesting limit is far above what real metadata uses (object, jwks, keys, key, key_ops)."""
+    from joserfc.jwk import RSAKey
+
+    key = {**RSAKey.generate_key(2048).as_dict(private=False), "key_ops": ["verify"]}
+    with api(auth_service) as http:
+        response = http.post(
+            "/register",
+            json={"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none", "jwks": {"keys": [key]}},
+        )
+    assert response.status_code == 201, response.text

@@ -11,6 +11,10 @@
 `start()` waits for /health; `stop()` ends the whole process group (master and workers) and
 `kill()` does so with SIGKILL, as a crash would. A signing key is generated in the work folder
 unless `signing_keys` names PEM files. `env` adds or overrides AUTH_* variables.
+
+The service refuses every test-only AUTH_TEST_* setting (such as AUTH_TEST_CIMD_ALLOWED_HOSTS)
+unless it runs in test mode: pass `test_mode=True`, which sets AUTH_TEST_MODE=1 and makes the
+service log a warning at start. Production never sets it (the auth role refuses AUTH_TEST_* names).
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ class AuthService:
         env: Mapping[str, str] | None = None,
         port: int | None = None,
         workers: int = 1,
+        test_mode: bool = False,
     ) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -82,6 +87,8 @@ class AuthService:
             "AUTH_SECRET_KEY": secrets.token_urlsafe(48),
             "AUTH_RESOURCES": json.dumps(list(resources)),
         }
+        if test_mode:
+            self.env["AUTH_TEST_MODE"] = "1"
         self.env.update(env or {})
         self._proc: ManagedProcess | None = None
 

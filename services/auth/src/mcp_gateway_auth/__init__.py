@@ -5,6 +5,7 @@ Run as: gunicorn -c services/auth/gunicorn.conf.py 'mcp_gateway_auth:create_app(
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from datetime import timedelta
@@ -30,6 +31,17 @@ def create_app(config: Mapping[str, object] | None = None) -> Flask:
     except ConfigError as exc:
         logging.getLogger("mcp_gateway_auth").critical("configuration error: %s", exc)
         raise
+    if settings.test_mode:
+        # Loud on purpose: test settings switch guards off (the metadata-document SSRF guard, for one).
+        logging.getLogger("mcp_gateway_auth").warning(
+            json.dumps(
+                {
+                    "event": "test_mode",
+                    "settings": list(settings.test_settings),
+                    "message": "TEST MODE: started by the test harness with test-only settings; never in production",
+                }
+            )
+        )
     app = Flask(__name__)
     app.config.update(
         SETTINGS=settings,

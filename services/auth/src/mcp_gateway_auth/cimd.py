@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import http.client
 import ipaddress
-import json
 import re
 import socket
 import ssl
@@ -22,7 +21,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-from .clients import redirect_uri_problem, supported_grant_types
+from . import untrusted_json
+from .clients import display_text_problem, redirect_uri_problem, supported_grant_types
 
 MAX_CACHE_SECONDS = 86400
 DEFAULT_CACHE_SECONDS = 300
@@ -183,9 +183,9 @@ def fetch_document(url: str, policy: FetchPolicy) -> tuple[dict, int]:
     if connection.aborted:
         raise CimdError("client metadata document took too long")
     try:
-        document = json.loads(body)
-    except ValueError as exc:
-        raise CimdError("client metadata document is not JSON") from exc
+        document = untrusted_json.loads(body, what="client metadata document")
+    except untrusted_json.UntrustedJsonError as exc:
+        raise CimdError(str(exc)) from exc
     return document, cache
 
 
@@ -198,6 +198,9 @@ def validate_document(url: str, document: object) -> dict:
     name = document.get("client_name")
     if not isinstance(name, str) or not name.strip() or len(name) > 200:
         raise CimdError("client metadata document needs a client_name")
+    problem = display_text_problem(name)
+    if problem:
+        raise CimdError(f"client metadata document's client_name {problem}")
     uris = document.get("redirect_uris")
     if not isinstance(uris, list) or not uris or len(uris) > 10:
         raise CimdError("client metadata document needs redirect_uris")

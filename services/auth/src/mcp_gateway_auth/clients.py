@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from typing import ClassVar
 from urllib.parse import urlsplit
 
@@ -19,6 +20,30 @@ _SCHEME = re.compile(r"^[a-z][a-z0-9+.\-]*$")
 _FORBIDDEN_SCHEMES = {"http", "https", "javascript", "data", "file", "vbscript", "about", "blob", "ftp", "ws", "wss"}
 MAX_REDIRECT_URIS = 10
 MAX_URI_LENGTH = 2000
+
+
+# Invisible characters that reorder the text around them: "Notes\u202eexe.lanretni" shows as
+# "Notesinternal.exe". (Unicode's bidirectional formatting characters, UAX #9.)
+_BIDI_CONTROLS = frozenset([0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)])
+
+
+def display_text_problem(text: str) -> str | None:
+    """Why client-supplied text cannot be shown to a person as it is (on the consent page, in a
+    terminal), or None. Letters, marks and symbols of any script are fine."""
+    for char in text:
+        code = ord(char)
+        category = unicodedata.category(char)
+        if code in _BIDI_CONTROLS:
+            return f"contains U+{code:04X}, a bidirectional control that reorders the text around it"
+        if code == 0x1B:
+            return "contains U+001B (escape), which starts terminal escape sequences"
+        if category == "Cc":
+            return f"contains U+{code:04X}, a control character"
+        if category in ("Zl", "Zp"):
+            return f"contains U+{code:04X}, a line or paragraph separator"
+        if category == "Cs":
+            return f"contains U+{code:04X}, an unpaired surrogate, which is not text"
+    return None
 
 
 def is_loopback_host(host: str | None) -> bool:
@@ -104,6 +129,11 @@ class RegistrationClaims(ClientMetadataClaims):
             value = self.get(key)
             if value is not None and (not isinstance(value, str) or len(value) > 500):
                 raise InvalidClaimError(key)
+        # The consent page shows the name; other text it shows is ASCII already (redirect hosts).
+        name = self.get("client_name")
+        problem = display_text_problem(name) if isinstance(name, str) else None
+        if problem:
+            raise InvalidClaimError("client_name", f"client_name {problem}")
         for key in ("grant_types", "response_types", "contacts"):
             value = self.get(key)
             if value is not None and (not isinstance(value, list) or not all(isinstance(v, str) for v in value)):
@@ -182,7 +212,11 @@ class Client(ClientMixin):
 
     @property
     def client_name(self) -> str:
-        return str(self.metadata.get("client_name") or self.client_id)
+        name = self.metadata.get("client_name")
+        # A name stored before names were checked (or in a cached document) is not shown.
+        if not isinstance(name, str) or not name or display_text_problem(name):
+            return self.client_id
+        return name
 
     @property
     def redirect_uris(self) -> list[str]:

@@ -68,6 +68,11 @@ class Settings:
     ratelimit_token: str = "120/minute"  # noqa: S105 - a rate, not a secret
     ratelimit_authorize: str = "60/minute"
     ratelimit_cimd: str = "30/minute"
+    test_settings: tuple[str, ...] = ()  # the AUTH_TEST_* settings in force; only ever set in test mode
+
+    @property
+    def test_mode(self) -> bool:
+        return bool(self.test_settings)
 
     @property
     def limits_storage_uri(self) -> str:
@@ -198,6 +203,32 @@ def _rate(env: Mapping[str, str], name: str, default: str) -> str:
     return value
 
 
+TEST_MODE = "AUTH_TEST_MODE"
+TEST_PREFIX = "AUTH_TEST_"
+# What test mode may change; each one weakens the service, so none is read outside test mode.
+TEST_SETTINGS = frozenset({TEST_MODE, "AUTH_TEST_CIMD_ALLOWED_HOSTS"})
+
+
+def _test_settings(env: Mapping[str, str]) -> tuple[str, ...]:
+    """The test-only settings in force, refused unless the test harness started the service in test
+    mode (AUTH_TEST_MODE=1, which the role refuses to pass like every other AUTH_TEST_* name)."""
+    given = sorted(k for k, v in env.items() if k.startswith(TEST_PREFIX) and str(v).strip())
+    mode = str(env.get(TEST_MODE) or "").strip()
+    if mode not in ("", "1"):
+        raise ConfigError(f"{TEST_MODE}: {mode!r}; only the test harness sets it, and to 1")
+    if not mode:
+        if given:
+            raise ConfigError(
+                f"{', '.join(given)}: a test-only setting, refused outside the test harness's test mode; "
+                "remove it from the service's environment"
+            )
+        return ()
+    unknown = [k for k in given if k not in TEST_SETTINGS]
+    if unknown:
+        raise ConfigError(f"{', '.join(unknown)}: not a test setting (known: {', '.join(sorted(TEST_SETTINGS))})")
+    return tuple(given)
+
+
 REQUIRED = (
     "AUTH_ISSUER",
     "AUTH_REDIS_URL",
@@ -241,6 +272,7 @@ def load_settings(overrides: Mapping[str, object] | None = None, environ: Mappin
     for scope in scopes:
         if not all(0x21 <= ord(c) <= 0x7E and c not in '"\\' for c in scope):
             raise ConfigError(f"AUTH_SCOPES: {scope!r} is not a valid scope token")
+    test_settings = _test_settings(env)
     hosts = frozenset(
         h.strip().lower() for h in (env.get("AUTH_TEST_CIMD_ALLOWED_HOSTS") or "").split(",") if h.strip()
     )
@@ -278,4 +310,5 @@ def load_settings(overrides: Mapping[str, object] | None = None, environ: Mappin
         ratelimit_token=_rate(env, "AUTH_RATELIMIT_TOKEN", "120/minute"),
         ratelimit_authorize=_rate(env, "AUTH_RATELIMIT_AUTHORIZE", "60/minute"),
         ratelimit_cimd=_rate(env, "AUTH_RATELIMIT_CIMD", "30/minute"),
+        test_settings=test_settings,
     )

@@ -34,7 +34,7 @@ from authlib.oauth2.rfc9207 import IssuerParameter
 from flask import Flask, current_app
 from flask import request as flask_request
 
-from . import cimd
+from . import cimd, untrusted_json
 from .clients import AUTH_METHODS, Client, RegistrationClaims
 from .config import Settings
 from .keys import KeyRing
@@ -131,8 +131,11 @@ class StoredRequest(OAuth2Request):
 class _JsonBody(JsonPayload):
     @property
     def data(self):
-        body = flask_request.get_json(silent=True)
-        return body if isinstance(body, dict) else {}
+        # The views have refused a body that is not a JSON object before authlib reads it.
+        try:
+            return untrusted_json.request_object()
+        except untrusted_json.UntrustedJsonError:
+            return {}
 
 
 class GatewayJsonRequest(JsonRequest):

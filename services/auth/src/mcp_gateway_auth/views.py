@@ -11,6 +11,7 @@ from authlib.common.urls import add_params_to_uri
 from authlib.oauth2.rfc6749 import AccessDeniedError, OAuth2Error
 from flask import Blueprint, Response, current_app, redirect, render_template, request, session
 
+from . import untrusted_json
 from .clients import Client, is_loopback_host
 from .config import Settings
 from .oauth import GatewayServer, StoredRequest, User, audit, get_server, server_metadata
@@ -95,9 +96,10 @@ def health():
 def _require_json_object() -> Response | None:
     if request.mimetype != "application/json":
         return json_error(400, "invalid_client_metadata", "Send client metadata as application/json")
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        return json_error(400, "invalid_client_metadata", "The body must be a JSON object")
+    try:
+        untrusted_json.request_object()
+    except untrusted_json.UntrustedJsonError as exc:
+        return json_error(400, "invalid_client_metadata", str(exc))
     return None
 
 

@@ -40,7 +40,9 @@ CORS_HEADERS = {
     "Access-Control-Allow-Headers": (
         "Authorization, Content-Type, MCP-Protocol-Version, Mcp-Session-Id, Mcp-Method, Mcp-Name, Last-Event-ID"
     ),
-    "Access-Control-Expose-Headers": "Mcp-Session-Id, WWW-Authenticate, Retry-After",
+    "Access-Control-Expose-Headers": (
+        "Mcp-Session-Id, WWW-Authenticate, Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset"
+    ),
     "Access-Control-Max-Age": "600",
 }
 # Pages a person sees in a browser; everything else answers JSON.
@@ -82,6 +84,18 @@ def init_app(app: Flask) -> None:
     app.config["RATELIMIT_STORAGE_URI"] = settings.limits_storage_uri
     app.config["RATELIMIT_STORAGE_OPTIONS"] = {"socket_timeout": 5}
     app.config["RATELIMIT_HEADERS_ENABLED"] = True
+
+    # Flask runs after-request hooks in reverse order of registration: registered before the
+    # limiter's, this one sees the headers the limiter adds.
+    @app.after_request
+    def _retry_after_only_on_refusals(response: Response) -> Response:
+        # Flask-Limiter adds Retry-After to every answer of a limited endpoint; it means "wait
+        # before trying again" (RFC 9110 section 10.2.3), so it belongs on a 429 or 503 alone.
+        # The X-RateLimit-* headers stay: they let a client pace itself before it is refused.
+        if response.status_code not in (429, 503):
+            response.headers.pop("Retry-After", None)
+        return response
+
     limiter.init_app(app)
 
     @app.before_request
