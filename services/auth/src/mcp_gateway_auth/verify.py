@@ -16,7 +16,7 @@ import jwt
 from flask import Blueprint, Response, current_app, request
 
 from .config import Resource, Settings
-from .keys import KeyRing
+from .keys import KeyRing, NotAnAccessTokenError
 from .store import get_store
 
 bp = Blueprint("verify", __name__)
@@ -104,11 +104,12 @@ def verify():
         try:
             claims = keys.verify(token, issuer=settings.issuer, audience=resource.resource)
         except jwt.InvalidTokenError as exc:
-            description = (
-                "The token is expired"
-                if isinstance(exc, jwt.ExpiredSignatureError)
-                else ("The token is not valid for this resource")
-            )
+            if isinstance(exc, jwt.ExpiredSignatureError):
+                description = "The token is expired"
+            elif isinstance(exc, NotAnAccessTokenError):
+                description = "The token is not an access token"
+            else:
+                description = "The token is not valid for this resource"
             return challenge(settings, resource, 401, "invalid_token", description)
         login = str(claims["sub"])
         if not settings.user_allowed(login, resource):
