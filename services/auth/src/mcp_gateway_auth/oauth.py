@@ -244,6 +244,10 @@ class GatewayServer(AuthorizationServer):
                 self.settings.refresh_token_ttl,
                 self.grant_ttl,
             )
+        else:
+            # A client without the refresh_token grant: the grant was created for the code's life
+            # only and must now live as long as the access token issued from it.
+            self.store.keep_grant(user.grant_id, request.client.client_id, user.login, self.settings.access_token_ttl)
         self.audit_issued(request)
 
     def audit_issued(self, request) -> None:

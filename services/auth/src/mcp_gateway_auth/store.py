@@ -281,9 +281,23 @@ class Store:
         """A grant's first refresh token, and the grant slid to its full life, in one MULTI/EXEC."""
         pipe = self.redis.pipeline(transaction=True)
         pipe.set(PREFIX + f"refresh:{digest(token)}", json.dumps(data), ex=ttl)
-        pipe.expire(PREFIX + f"grant:{data['grant_id']}", grant_ttl)
-        self._index(pipe, data["grant_id"], data["client_id"], data["user"], grant_ttl)
+        self._slide_grant(pipe, data["grant_id"], data["client_id"], data["user"], grant_ttl)
         pipe.execute()
+
+    def keep_grant(self, gid: str, client_id: str, user: str, ttl: int) -> None:
+        """The grant (and its place in the indexes) lives `ttl` seconds from now.
+
+        A grant is created for the life of its authorization code; the tokens issued from it must
+        not outlive it, or /verify would call them revoked. Without a refresh token (which slides
+        the grant in issue_refresh) the caller keeps it for the access token's life this way.
+        """
+        pipe = self.redis.pipeline(transaction=True)
+        self._slide_grant(pipe, gid, client_id, user, ttl)
+        pipe.execute()
+
+    def _slide_grant(self, pipe: redis.client.Pipeline, gid: str, client_id: str, user: str, ttl: int) -> None:
+        pipe.expire(PREFIX + f"grant:{gid}", ttl)
+        self._index(pipe, gid, client_id, user, ttl)
 
     def find_refresh(self, token: str) -> dict | None:
         return self._get_json(f"refresh:{digest(token)}")
