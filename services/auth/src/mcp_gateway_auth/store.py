@@ -18,6 +18,7 @@ import hmac
 import json
 import secrets
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -180,12 +181,31 @@ class Store:
             return None
         return self._get_json(f"client:{client_id}")
 
-    def delete_client(self, client_id: str) -> None:
-        for gid in self._indexed_grants("client", client_id):
-            self.revoke_grant(gid)
+    def delete_client(self, client_id: str) -> int:
+        """Delete a registration and revoke every grant issued to it; the number of grants revoked."""
+        revoked = sum(self.revoke_grant(gid) for gid in self._indexed_grants("client", client_id))
         self.redis.delete(
             PREFIX + f"client:{client_id}", _index_key("client", client_id), _legacy_index_key("client", client_id)
         )
+        return revoked
+
+    def list_clients(self, batch: int = 500) -> Iterator[dict]:
+        """Every stored registration, read with SCAN (never KEYS, which blocks Redis) and MGET in
+        batches. Metadata-document clients are not registrations and are not listed."""
+        keys: list[str] = []
+        for key in self.redis.scan_iter(match=PREFIX + "client:*", count=batch):
+            keys.append(key)
+            if len(keys) >= batch:
+                yield from self._records(keys)
+                keys = []
+        if keys:
+            yield from self._records(keys)
+
+    def _records(self, keys: list[str]) -> Iterator[dict]:
+        # A key may expire between SCAN and MGET: it is simply gone.
+        for raw in self.redis.mget(keys):
+            if raw:
+                yield json.loads(raw)
 
     # -- pending authorization requests and the upstream leg --------------------------------------
     def save_pending(self, data: dict, ttl: int) -> str:
@@ -253,7 +273,23 @@ class Store:
     def get_grant(self, gid: str) -> dict | None:
         return self._get_json(f"grant:{gid}") if gid else None
 
-    def revoke_grant(self, gid: str) -> None:
+    def client_grants(self, client_id: str) -> list[dict]:
+        """The live grants of a client (oldest first), from its index: no scan of Redis."""
+        return self._live_grants(self._indexed_grants("client", client_id))
+
+    def user_grants(self, user: str) -> list[dict]:
+        """The live grants of a GitHub login (lower case, oldest first), from its index."""
+        return self._live_grants(self._indexed_grants("user", user))
+
+    def _live_grants(self, gids: set[str]) -> list[dict]:
+        if not gids:
+            return []
+        grants = list(self._records([PREFIX + f"grant:{gid}" for gid in sorted(gids)]))
+        return sorted(grants, key=lambda grant: grant.get("created_at", 0))
+
+    def revoke_grant(self, gid: str) -> bool:
+        """End a grant and so every code, access token and refresh token issued from it; whether
+        it was still live."""
         grant = self.get_grant(gid)
         pipe = self.redis.pipeline()
         pipe.delete(PREFIX + f"grant:{gid}")
@@ -262,12 +298,11 @@ class Store:
                 pipe.zrem(_index_key(kind, name), gid)
                 pipe.srem(_legacy_index_key(kind, name), gid)
         pipe.execute()
+        return grant is not None
 
     def revoke_user(self, user: str) -> int:
-        gids = self._indexed_grants("user", user)
-        for gid in gids:
-            self.revoke_grant(gid)
-        return len(gids)
+        """Revoke every grant of a GitHub login (lower case); the number of grants revoked."""
+        return sum(self.revoke_grant(gid) for gid in self._indexed_grants("user", user))
 
     # -- codes and refresh tokens ------------------------------------------------------------------
     def save_code(self, code: str, data: dict, ttl: int) -> None:
