@@ -2,7 +2,8 @@
 (with the service's AUTH_* environment).
 
 Every command goes through the store's operations (list_clients, client_grants, user_grants,
-delete_client, revoke_user); none touches Redis keys itself.
+delete_client, revoke_user); none touches Redis keys itself. Every action that changes something
+writes one audit line to the journal (LOGS.md) and prints its result for the person.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
+from .logs import operator_audit
 from .store import digest, get_store
 
 
@@ -70,8 +72,10 @@ def init_app(app: Flask) -> None:
         """Delete a registration and revoke every token issued to it."""
         store = get_store()
         if store.get_client(client_id) is None:
+            operator_audit("client_deleted", "not_found", client_id=client_id)
             raise click.ClickException(f"no such client: {client_id}")
         count = store.delete_client(client_id)
+        operator_audit("client_deleted", "ok", client_id=client_id, grants_revoked=count)
         click.echo(f"deleted {client_id} and revoked {count} grant(s)")
 
     @group.command("revoke-user")
@@ -79,6 +83,7 @@ def init_app(app: Flask) -> None:
     def revoke_user(login: str) -> None:
         """Revoke every grant (refresh and access tokens) of a GitHub login."""
         count = get_store().revoke_user(_login(login))
+        operator_audit("user_revoked", "ok", user=_login(login), grants_revoked=count)
         click.echo(f"revoked {count} grant(s) of {_login(login)}")
 
     app.cli.add_command(group)

@@ -8,7 +8,6 @@ to one resource, grants that revoke together, refresh rotation with reuse detect
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -34,7 +33,7 @@ from authlib.oauth2.rfc9207 import IssuerParameter
 from flask import Flask, current_app
 from flask import request as flask_request
 
-from . import cimd
+from . import cimd, logs
 from .clients import AUTH_METHODS, Client, RegistrationClaims
 from .config import Settings
 from .keys import KeyRing
@@ -44,7 +43,8 @@ log = logging.getLogger("mcp_gateway_auth")
 
 
 def audit(event: str, **fields: Any) -> None:
-    log.info(json.dumps({"event": event, **fields}))
+    """A security decision of the service (`"audit": true`, see LOGS.md)."""
+    logs.audit(log, event, **fields)
 
 
 class InvalidTargetError(OAuth2Error):
