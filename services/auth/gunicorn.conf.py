@@ -3,10 +3,7 @@
 Run as: gunicorn -c services/auth/gunicorn.conf.py 'mcp_gateway_auth:create_app()'
 """
 
-import json
-import logging
 import os
-import time
 
 bind = os.environ.get("AUTH_BIND", "127.0.0.1:9000")
 workers = int(os.environ.get("AUTH_WORKERS", "2"))
@@ -24,43 +21,13 @@ limit_request_field_size = 8190
 control_socket_disable = True
 accesslog = "-"
 errorlog = "-"
-# One JSON object per line; gunicorn's access-log atoms are substituted into the values.
-access_log_format = json.dumps(
-    {
-        "type": "access",
-        "remote": "%(h)s",
-        "method": "%(m)s",
-        "path": "%(U)s",
-        "status": "%(s)s",
-        "bytes": "%(B)s",
-        "duration_ms": "%(M)s",
-        "agent": "%(a)s",
-    }
-)
-
-
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage()
-        if message.startswith("{") and message.endswith("}"):
-            try:
-                payload = json.loads(message)
-            except ValueError:
-                payload = {"message": message}
-        else:
-            payload = {"message": message}
-        payload.setdefault("level", record.levelname.lower())
-        payload.setdefault("logger", record.name)
-        payload.setdefault("time", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created)))
-        if record.exc_info:
-            payload["exception"] = self.formatException(record.exc_info)
-        return json.dumps(payload)
-
-
+# One JSON object per line in the schema of LOGS.md (repository root): the formatter and the access
+# lines (built as a dict, so numbers stay numbers) live in the package.
+logger_class = "mcp_gateway_auth.logs.GunicornLogger"
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"json": {"()": _JsonFormatter}},
+    "formatters": {"json": {"()": "mcp_gateway_auth.logs.JsonFormatter"}},
     "handlers": {
         "stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"},
     },

@@ -11,6 +11,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import httpx
+import jwt
+from cryptography.hazmat.primitives import serialization
 
 from tests.harness.auth import AuthService
 from tests.harness.github import GitHubStub
@@ -36,6 +38,15 @@ def api(service: AuthService, host: str | None = None, **kwargs: Any) -> httpx.C
     headers = {"Host": host or host_of(service.issuer), "X-Forwarded-Proto": "https"}
     headers.update(kwargs.pop("headers", {}))
     return httpx.Client(base_url=service.url, headers=headers, timeout=15, **kwargs)
+
+
+def signed_by_service(service: AuthService, claims: dict, **header: Any) -> str:
+    """A JWT signed with the service's own signing key and `kid`; `header` adds or replaces header
+    fields (`typ` defaults to `at+jwt` as the service's own access tokens; `typ=None` leaves it out)."""
+    key = serialization.load_pem_private_key(service.signing_keys[0].read_bytes(), password=None)
+    with api(service) as http:
+        kid = http.get("/jwks").json()["keys"][0]["kid"]
+    return jwt.encode(claims, key, algorithm="RS256", headers={"kid": kid, "typ": "at+jwt", **header})
 
 
 def register(service: AuthService, **metadata: Any) -> dict:

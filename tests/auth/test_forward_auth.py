@@ -10,7 +10,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from tests.auth.oauthflow import FETCH, ISSUER, TIME, api, register, tokens_for, verify
+from tests.auth.oauthflow import FETCH, ISSUER, TIME, api, register, signed_by_service, tokens_for, verify
 from tests.harness.auth import write_rsa_key
 
 PRM_TIME = "https://time.example.test/.well-known/oauth-protected-resource/mcp"
@@ -80,9 +80,7 @@ def test_a_path_outside_the_resource_is_not_this_resource(auth_service, live):
 
 
 def _signed(auth_service, claims: dict, **header) -> str:
-    return jwt.encode(
-        claims, service_key(auth_service), algorithm="RS256", headers={"kid": kid_of(auth_service), **header}
-    )
+    return signed_by_service(auth_service, claims, **header)
 
 
 def _refused(auth_service, token: str, resource: str = TIME) -> None:
@@ -111,7 +109,7 @@ def test_tampered_token_is_refused(auth_service, live):
 
 def test_alg_none_is_refused(auth_service, live):
     _, claims, _ = live
-    header = b64(json.dumps({"alg": "none", "typ": "JWT", "kid": kid_of(auth_service)}).encode())
+    header = b64(json.dumps({"alg": "none", "typ": "at+jwt", "kid": kid_of(auth_service)}).encode())
     _refused(auth_service, f"{header}.{b64(json.dumps(claims).encode())}.")
 
 
@@ -122,16 +120,35 @@ def test_hs256_signed_with_the_public_key_is_refused(auth_service, live):
         .public_key()
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
-    header = b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": kid_of(auth_service)}).encode())
+    header = b64(json.dumps({"alg": "HS256", "typ": "at+jwt", "kid": kid_of(auth_service)}).encode())
     payload = b64(json.dumps(claims).encode())
     signature = b64(hmac.new(public_pem, f"{header}.{payload}".encode(), hashlib.sha256).digest())
     _refused(auth_service, f"{header}.{payload}.{signature}")
 
 
+@pytest.mark.parametrize("typ", ["JWT", "id_token+jwt", "application/jwt", None, "at+jwt2"])
+def test_a_jwt_of_another_type_signed_with_the_gateway_key_is_refused(auth_service, live, typ):
+    """Attack: an ID token, or any other JWT the gateway's key signed, passed off as an access token
+    (RFC 9068 section 4: a resource server refuses every `typ` but `at+jwt`)."""
+    _, claims, _ = live
+    token = _signed(auth_service, claims, typ=typ)
+    response = verify(auth_service, token)
+    assert response.status_code == 401
+    assert 'error_description="The token is not an access token"' in response.headers["www-authenticate"]
+    _refused(auth_service, token)
+
+
+@pytest.mark.parametrize("typ", ["at+jwt", "AT+JWT", "application/at+jwt", "Application/At+JWT"])
+def test_the_access_token_type_compares_case_insensitively_with_or_without_prefix(auth_service, live, typ):
+    _, claims, _ = live
+    assert verify(auth_service, _signed(auth_service, claims, typ=typ)).status_code == 200
+
+
 def test_token_signed_by_an_unknown_key_is_refused(auth_service, live, tmp_path):
     _, claims, _ = live
     other = serialization.load_pem_private_key(write_rsa_key(tmp_path / "other.pem").read_bytes(), password=None)
-    _refused(auth_service, jwt.encode(claims, other, algorithm="RS256", headers={"kid": kid_of(auth_service)}))
+    header = {"kid": kid_of(auth_service), "typ": "at+jwt"}
+    _refused(auth_service, jwt.encode(claims, other, algorithm="RS256", headers=header))
 
 
 @pytest.mark.parametrize("token", ["garbage", "a.b.c", "Bearer", "x" * 5000])

@@ -1,8 +1,22 @@
-"""Logs are one JSON object per line, with audit events and without secrets."""
+"""Logs are one JSON object per line in the schema of LOGS.md, with audit events and without secrets;
+operator actions write one audit line each to the journal."""
 
 import json
+import os
+import pwd
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
-from tests.auth.oauthflow import register, tokens_for
+import pytest
+
+from tests.auth.oauthflow import Browser, api, refresh, register, tokens_for, verify
+from tests.harness.log_schema import assert_schema, parse_log
+
+FLASK = Path(sys.executable).parent / "flask"
+LOG_AUTH_INFO = 4 * 8 + 6  # syslog priority: facility auth, severity info
 
 
 def test_logs_are_json_lines_with_audit_events_and_no_secrets(auth_service, browser):
@@ -18,3 +32,122 @@ def test_logs_are_json_lines_with_audit_events_and_no_secrets(auth_service, brow
         tokens["refresh_token"],
     ):
         assert secret not in text
+
+
+def test_every_line_of_the_service_log_follows_the_one_schema(auth_factory, github):
+    service = auth_factory()
+    agent = Browser(service, github)
+    try:
+        client = register(service)
+        first = tokens_for(agent, client)
+    finally:
+        agent.close()
+    second = refresh(service, client, first["refresh_token"]).json()
+    assert refresh(service, client, second["refresh_token"]).status_code == 200
+    assert refresh(service, client, first["refresh_token"]).status_code == 400  # reuse: the grant is revoked
+    assert verify(service, second["access_token"]).status_code == 401
+    with api(service, headers={"User-Agent": "schema-check/1"}) as http:
+        assert http.get("/health").status_code == 200
+        assert http.get("/no-such-page").status_code == 404
+        http.get("/authorize", params={"client_id": "nobody", "state": "state-in-the-query"})
+    service.stop()  # gunicorn's shutdown lines belong to the log too
+
+    text = service.log_path.read_text()
+    entries = parse_log(text)
+    for entry in entries:
+        assert_schema(entry, agent=True)
+    assert "state-in-the-query" not in text
+
+    access = [e for e in entries if e.get("event") == "access"]
+    health = next(e for e in access if e["path"] == "/health" and e["agent"] == "schema-check/1")
+    assert health["method"] == "GET" and health["status"] == 200 and health["bytes"] > 0
+    assert health["remote"] == "127.0.0.1"
+    assert next(e for e in access if e["path"] == "/no-such-page")["status"] == 404
+    assert next(e for e in access if e["path"] == "/authorize" and e["agent"] == "schema-check/1")
+    assert {e["status"] for e in access if e["path"] == "/verify"} == {401}
+
+    audits = {e["event"]: e for e in entries if e.get("audit") is True}
+    assert {"client_registered", "authorized", "token_issued", "refresh_reused"} <= set(audits)
+    assert audits["token_issued"]["client_id"] == client["client_id"]
+    assert any("msg" in e and e["logger"].startswith("gunicorn") for e in entries)
+
+
+def _run_cli(service, *args: str, **env: str) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("AUTH_") and k != "SUDO_USER"}
+    full_env.update(service.env)
+    full_env.update(env)
+    return subprocess.run(
+        [str(FLASK), "--app", "mcp_gateway_auth:create_app()", "gateway", *args],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_an_operator_deletion_writes_one_audit_line_to_the_journal(auth_service, browser, tmp_path):
+    """The CLI sends its audit line to the syslog socket (journald's /dev/log; here one the test binds)
+    with the identifier mcp-gateway, and prints its result for the person."""
+    client = register(auth_service, client_name="Audited")
+    tokens = tokens_for(browser, client)
+    address = tmp_path / "journal.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as journal:
+        journal.bind(str(address))
+        journal.settimeout(10)
+        result = _run_cli(
+            auth_service,
+            "delete-client",
+            client["client_id"],
+            AUTH_AUDIT_SYSLOG_SOCKET=str(address),
+            SUDO_USER="alice-admin",
+        )
+        assert result.returncode == 0, result.stderr
+        datagram = journal.recv(65536).decode()
+        journal.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            journal.recv(65536)  # one line, not more
+    assert result.stdout.strip() == f"deleted {client['client_id']} and revoked 1 grant(s)"
+    assert "client_deleted" not in result.stderr
+
+    match = re.fullmatch(r"<(\d+)>mcp-gateway\[(\d+)\]: (\{.*\})", datagram)
+    assert match, datagram
+    assert int(match.group(1)) == LOG_AUTH_INFO
+    entry = json.loads(match.group(3))
+    assert_schema(entry)
+    assert {
+        "level": "info",
+        "event": "client_deleted",
+        "audit": True,
+        "actor": "alice-admin",
+        "outcome": "ok",
+        "client_id": client["client_id"],
+        "grants_revoked": 1,
+    }.items() <= entry.items()
+    assert verify(auth_service, tokens["access_token"]).status_code == 401
+
+
+def _invoking_login() -> str:
+    try:
+        return os.getlogin()
+    except OSError:
+        return pwd.getpwuid(os.getuid()).pw_name
+
+
+def test_without_a_journal_the_audit_line_goes_to_stderr(auth_service, tmp_path):
+    missing = _run_cli(auth_service, "delete-client", "no-such-client", AUTH_AUDIT_SYSLOG_SOCKET=str(tmp_path / "x"))
+    assert missing.returncode != 0 and "no such client" in missing.stderr
+    revoked = _run_cli(auth_service, "revoke-user", " Nobody ", AUTH_AUDIT_SYSLOG_SOCKET=str(tmp_path / "x"))
+    assert revoked.returncode == 0 and revoked.stdout.strip() == "revoked 0 grant(s) of nobody"
+    (deletion,) = [e for e in parse_log(missing.stderr.split("\nError:")[0]) if e.get("audit")]
+    (revocation,) = parse_log(revoked.stderr)
+    for entry in (deletion, revocation):
+        assert_schema(entry)
+        assert entry["actor"] == _invoking_login()
+    assert {"event": "client_deleted", "outcome": "not_found", "client_id": "no-such-client"}.items() <= (
+        deletion.items()
+    )
+    assert {"event": "user_revoked", "outcome": "ok", "user": "nobody", "grants_revoked": 0}.items() <= (
+        revocation.items()
+    )
+

@@ -2,9 +2,10 @@
 
 import json
 
+import jwt
 from mcp_gateway_auth import create_app
 
-from tests.auth.oauthflow import refresh, register, tokens_for, verify
+from tests.auth.oauthflow import TIME, refresh, register, tokens_for, verify
 
 
 def _cli(auth_service):
@@ -34,3 +35,27 @@ def test_list_and_delete_clients(auth_service, browser):
     assert verify(auth_service, tokens["access_token"]).status_code == 401
     missing = runner.invoke(args=["gateway", "delete-client", client["client_id"]])
     assert missing.exit_code != 0 and "no such client" in missing.output
+
+
+def test_grants_of_a_client_and_of_a_user_are_listed_until_revoked(auth_service, browser):
+    client = register(auth_service, client_name="Granted")
+    tokens = tokens_for(browser, client)
+    gid = jwt.decode(tokens["access_token"], options={"verify_signature": False})["gid"]
+    runner = _cli(auth_service)
+
+    def grants(*option: str) -> list[dict]:
+        result = runner.invoke(args=["gateway", "grants", *option])
+        assert result.exit_code == 0, result.output
+        return [json.loads(line) for line in result.output.splitlines()]
+
+    (mine,) = grants("--client", client["client_id"])
+    assert {"grant_id": gid, "user": "octocat", "client_id": client["client_id"], "resources": [TIME]}.items() <= (
+        mine.items()
+    )
+    assert gid in {grant["grant_id"] for grant in grants("--user", " OctoCat ")}
+    revoked = runner.invoke(args=["gateway", "revoke-user", "octocat"])
+    assert revoked.exit_code == 0 and "revoked" in revoked.output
+    assert grants("--client", client["client_id"]) == [] and grants("--user", "octocat") == []
+    for wrong in ([], ["--client", "x", "--user", "y"]):
+        refused = runner.invoke(args=["gateway", "grants", *wrong])
+        assert refused.exit_code == 2 and "either --client" in refused.output

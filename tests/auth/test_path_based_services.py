@@ -2,7 +2,9 @@
 
 import pytest
 
+from tests.auth.conftest import service_kwargs
 from tests.auth.oauthflow import Browser, api, register, tokens_for, verify
+from tests.harness.auth import AuthService
 
 TIME = "https://gw.example.test/time/mcp"
 FETCH = "https://gw.example.test/fetch/mcp"
@@ -30,3 +32,71 @@ def test_challenges_and_audiences_follow_the_path(path_service, github):
         agent.close()
     assert verify(path_service, tokens["access_token"], TIME).status_code == 200
     assert verify(path_service, tokens["access_token"], FETCH).status_code == 401
+
+
+ALPHA = "https://x.example.test/alpha/mcp"
+BETA = "https://x.example.test/beta/mcp"
+
+
+@pytest.fixture(scope="module")
+def alpha_token(tmp_path_factory, redis_server, github_stub):
+    """A service with two resources under one host, and a token for alpha only."""
+    resources = [{"name": "alpha", "resource": ALPHA}, {"name": "beta", "resource": BETA}]
+    service = AuthService(
+        tmp_path_factory.mktemp("alpha-beta"), **service_kwargs(redis_server.url, github_stub, resources=resources)
+    ).start()
+    try:
+        github_stub.set_user("octocat")
+        agent = Browser(service, github_stub)
+        try:
+            tokens = tokens_for(agent, register(service), resource=ALPHA)
+        finally:
+            agent.close()
+        yield service, tokens["access_token"]
+    finally:
+        service.stop()
+
+
+TRAVERSALS = [
+    "/alpha/mcp/../../beta/mcp",
+    "/alpha/mcp/%2e%2e/%2e%2e/beta/mcp",
+    "/alpha/mcp/%2E%2E/%2E%2E/beta/mcp",
+    "/alpha/mcp/.%2E/.%2E/beta/mcp",
+    "/alpha/mcp/%2e./%2e./beta/mcp",
+    "/alpha/mcp/..;/..;/beta/mcp",
+    "/alpha/mcp;x=1/../../beta/mcp",
+    "/alpha/mcp/;/beta/mcp",
+    "/alpha/mcp/..%2f..%2fbeta/mcp",
+    "/alpha/mcp/..%2F..%2Fbeta/mcp",
+    "/alpha/mcp/%2f..%2f..%2fbeta%2fmcp",
+    "/alpha/mcp/..%5c..%5cbeta/mcp",
+    "/alpha/mcp/..\\..\\beta/mcp",
+    "/alpha/mcp/%252e%252e/%252e%252e/beta/mcp",
+    "/alpha/mcp/./../../beta/mcp",
+    "/alpha/mcp//../beta/mcp",
+    "/alpha/mcp//beta/mcp",
+    "/alpha/mcp/.",
+    "/alpha/mcp/..?next=/beta/mcp",
+    "/alpha/mcp/%00/../beta/mcp",
+    "/alpha/mcp/#/../../beta/mcp",
+]
+
+
+@pytest.mark.parametrize("uri", TRAVERSALS)
+def test_a_token_for_one_path_cannot_reach_another_by_path_tricks(alpha_token, uri):
+    """Attack: a token for /alpha/mcp presented for a path that a server behind Traefik could resolve
+    to /beta/mcp. Refused with 400 invalid_request before any token check, with or without a token."""
+    service, token = alpha_token
+    for bearer in (token, None):
+        response = verify(service, bearer, ALPHA, uri=uri)
+        assert response.status_code == 400, (uri, response.status_code, response.headers)
+        body = response.json()
+        assert body["error"] == "invalid_request" and body["error_description"].startswith("The request path")
+        assert "www-authenticate" not in response.headers and "x-auth-user" not in response.headers
+
+
+@pytest.mark.parametrize("uri", ["/alpha/mcp", "/alpha/mcp/", "/alpha/mcp/sub.json", "/alpha/mcp?x=../..%2f"])
+def test_plain_paths_under_the_resource_still_pass(alpha_token, uri):
+    service, token = alpha_token
+    assert verify(service, token, ALPHA, uri=uri).status_code == 200
+    assert verify(service, token, BETA, uri="/beta/mcp").status_code == 401

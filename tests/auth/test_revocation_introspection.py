@@ -1,6 +1,8 @@
 """RFC 7009 and RFC 7662: callers authenticate and only touch or see their own tokens."""
 
-from tests.auth.oauthflow import api, refresh, register, tokens_for, verify
+import jwt
+
+from tests.auth.oauthflow import api, refresh, register, signed_by_service, tokens_for, verify
 
 
 def _post(service, path, client, **form):
@@ -54,3 +56,17 @@ def test_revocation_and_introspection_require_client_authentication(browser, aut
             assert response.json()["error"] == "invalid_client"
             wrong = http.post(path, data={"token": "x", "client_id": client["client_id"], "client_secret": "bad"})
             assert wrong.json()["error"] == "invalid_client"
+
+
+def test_a_jwt_of_another_type_is_neither_introspected_nor_revoked_as_an_access_token(browser, auth_service):
+    """Attack: a JWT the gateway's key signed but typed `JWT` (not `at+jwt`), carrying a real token's
+    claims, must not be reported active, and revoking it must not touch the real token."""
+    client = register(auth_service)
+    tokens = tokens_for(browser, client)
+    claims = jwt.decode(tokens["access_token"], options={"verify_signature": False})
+    for typ in ("JWT", "id_token+jwt", None):
+        twin = signed_by_service(auth_service, claims, typ=typ)
+        assert _post(auth_service, "/introspect", client, token=twin).json() == {"active": False}
+        assert _post(auth_service, "/revoke", client, token=twin).status_code == 200
+    assert verify(auth_service, tokens["access_token"]).status_code == 200
+    assert _post(auth_service, "/introspect", client, token=tokens["access_token"]).json()["active"] is True

@@ -11,6 +11,7 @@ import httpx
 
 from tests.bridge.rawhttp import modern_request
 from tests.harness.bridge import Bridge
+from tests.harness.log_schema import assert_schema, parse_log
 
 
 def _counter(text: str, name: str) -> float:
@@ -54,9 +55,41 @@ def test_one_json_log_line_per_request(plain_bridge: Bridge) -> None:
     deadline = time.monotonic() + 5  # the line is written just after the answer is sent
     while not mine and time.monotonic() < deadline:
         lines = [json.loads(line) for line in plain_bridge.log_text().splitlines() if line.startswith("{")]
-        mine = [e for e in lines if e.get("event") == "request" and e.get("user") == "log-checker"]
+        mine = [e for e in lines if e.get("event") == "access" and e.get("user") == "log-checker"]
         time.sleep(0.05)
     assert len(mine) == 1
     entry = mine[0]
     assert entry["status"] == 200 and entry["era"] == "2026-07-28" and entry["rpc_method"] == "tools/call"
     assert entry["duration_ms"] >= 0
+
+
+def test_every_log_line_follows_the_one_schema(
+    start_bridge: Callable[..., Bridge], misbehaving_argv: list[str]
+) -> None:
+    """LOGS.md: both services write one JSON object per line with the same keys and types; the bridge's
+    access lines carry method, path (never the query), status, bytes, duration_ms and remote."""
+    bridge = start_bridge(misbehaving_argv, pool_size=1)
+    body, headers = modern_request("tools/call", {"name": "echo", "arguments": {"text": "schema"}})
+    headers["X-Auth-User"] = "schema-checker"
+    with httpx.Client(timeout=10) as http:
+        assert http.post(f"{bridge.url}?probe=secret-in-query", json=body, headers=headers).status_code == 200
+        http.delete(bridge.url, headers={"Mcp-Session-Id": "no-such-session"})
+        http.post(
+            bridge.url,
+            content=b"{not json",
+            headers={**headers, "X-Auth-User": "bad-json", "Content-Type": "application/json"},
+        )
+    bridge.stop()  # the shutdown lines belong to the log too
+
+    text = bridge.log_text()
+    entries = parse_log(text)
+    for entry in entries:
+        assert_schema(entry)
+    assert "secret-in-query" not in text
+    access = [e for e in entries if e.get("event") == "access"]
+    mine = next(e for e in access if e.get("user") == "schema-checker")
+    assert mine["method"] == "POST" and mine["path"] == "/mcp" and mine["status"] == 200
+    assert mine["bytes"] > 0 and mine["remote"] == "127.0.0.1"
+    assert next(e for e in access if e.get("user") == "bad-json")["status"] == 400
+    assert next(e for e in access if e["method"] == "DELETE")["status"] == 404
+    assert any(e.get("event") == "child_started" for e in entries)

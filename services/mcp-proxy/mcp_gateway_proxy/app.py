@@ -91,7 +91,7 @@ class Bridge:
         started = time.monotonic()
         headers = Headers(scope=scope)
         user = (headers.get(self.settings.user_header) or "").strip() or "anonymous"
-        info: dict[str, Any] = {"era": "unknown", "status": None, "user": user}
+        info: dict[str, Any] = {"era": "unknown", "status": None, "user": user, "bytes": 0}
 
         origin = headers.get("origin")
         cors = origin is not None and self.origin_allowed(origin)
@@ -104,6 +104,8 @@ class Bridge:
                         info["sse"] = True
                 if cors:
                     message = {**message, "headers": [*message.get("headers", []), *_cors_headers(origin)]}
+            elif message["type"] == "http.response.body":
+                info["bytes"] += len(message.get("body", b""))
             await send(message)
 
         if scope["method"] == "OPTIONS" and cors:
@@ -123,14 +125,17 @@ class Bridge:
             self.metrics.observe(info["era"], method, status, elapsed)
             if info.get("rpc_error") is not None:
                 self.metrics.rpc_errors[(info["era"], int(info["rpc_error"]))] += 1
+            client = scope.get("client")
             access_log.info(
                 json.dumps(
                     {
-                        "event": "request",
+                        "event": "access",
                         "method": scope["method"],
                         "path": scope["path"],
                         "status": status,
+                        "bytes": info["bytes"],
                         "duration_ms": round(elapsed * 1000, 2),
+                        "remote": client[0] if client else None,
                         "era": info["era"],
                         "rpc_method": info.get("rpc_method"),
                         "rpc_error": info.get("rpc_error"),

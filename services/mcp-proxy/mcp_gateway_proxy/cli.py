@@ -20,7 +20,9 @@ from .config import Settings, parse_settings
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line; messages that already are JSON objects are merged in."""
+    """One JSON object per line in the gateway's log schema (LOGS.md at the repository's root):
+    `ts`, `level`, `logger`; a message that is a JSON object adds its keys (it cannot replace those
+    three), any other message is `msg`; a traceback is `exc`."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
@@ -36,7 +38,8 @@ class JsonFormatter(logging.Formatter):
             except ValueError:
                 parsed = None
         if isinstance(parsed, dict):
-            entry.update(parsed)
+            for key, value in parsed.items():
+                entry.setdefault(key, value)
         else:
             entry["msg"] = message
         if record.exc_info:

@@ -17,6 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .config import ConfigError
 
+ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - a media type, not a secret
+
 
 def _b64(number: int) -> str:
     raw = number.to_bytes((number.bit_length() + 7) // 8, "big")
@@ -32,6 +34,21 @@ def public_jwk(public_key: rsa.RSAPublicKey) -> dict[str, str]:
     jwk["use"] = "sig"
     jwk["alg"] = "RS256"
     return jwk
+
+
+class NotAnAccessTokenError(jwt.InvalidTokenError):
+    """A well-formed JWT of another kind (an ID token, a plain JWT) presented as an access token."""
+
+
+def is_access_token_type(typ: object) -> bool:
+    """RFC 9068 section 4: `typ` is `at+jwt`, compared case-insensitively, with or without the
+    `application/` prefix (RFC 7515 section 4.1.9)."""
+    if not isinstance(typ, str):
+        return False
+    media_type = typ.lower()
+    if media_type.startswith("application/"):
+        media_type = media_type[len("application/") :]
+    return media_type == ACCESS_TOKEN_TYPE
 
 
 class KeyRing:
@@ -62,17 +79,20 @@ class KeyRing:
 
     def sign(self, claims: dict) -> str:
         kid, key = self._private[0]
-        return jwt.encode(claims, key, algorithm="RS256", headers={"kid": kid, "typ": "at+jwt"})
+        return jwt.encode(claims, key, algorithm="RS256", headers={"kid": kid, "typ": ACCESS_TOKEN_TYPE})
 
     def verify(self, token: str, *, issuer: str, audience: str | None) -> dict:
-        """Claims of a valid token; raises jwt.InvalidTokenError otherwise.
+        """Claims of a valid access token; raises jwt.InvalidTokenError otherwise.
 
         Only RS256 with a published kid is accepted: `alg: none` and HS256 signed with the public
-        key (the classic confusion attacks) fail here.
+        key (the classic confusion attacks) fail here. So does any JWT that is not typed as an access
+        token (RFC 9068 section 4): a JWT of another kind signed with the same key must never pass.
         """
         header = jwt.get_unverified_header(token)
         if header.get("alg") != "RS256":
             raise jwt.InvalidAlgorithmError("only RS256 is accepted")
+        if not is_access_token_type(header.get("typ")):
+            raise NotAnAccessTokenError("not an access token (typ must be at+jwt)")
         key = self._public.get(str(header.get("kid")))
         if key is None:
             raise jwt.InvalidSignatureError("unknown kid")

@@ -8,7 +8,6 @@ to one resource, grants that revoke together, refresh rotation with reuse detect
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -34,7 +33,7 @@ from authlib.oauth2.rfc9207 import IssuerParameter
 from flask import Flask, current_app
 from flask import request as flask_request
 
-from . import cimd, untrusted_json
+from . import cimd, logs, untrusted_json
 from .clients import AUTH_METHODS, Client, RegistrationClaims
 from .config import Settings
 from .keys import KeyRing
@@ -44,7 +43,8 @@ log = logging.getLogger("mcp_gateway_auth")
 
 
 def audit(event: str, **fields: Any) -> None:
-    log.info(json.dumps({"event": event, **fields}))
+    """A security decision of the service (`"audit": true`, see LOGS.md)."""
+    logs.audit(log, event, **fields)
 
 
 class InvalidTargetError(OAuth2Error):
@@ -247,6 +247,10 @@ class GatewayServer(AuthorizationServer):
                 self.settings.refresh_token_ttl,
                 self.grant_ttl,
             )
+        else:
+            # A client without the refresh_token grant: the grant was created for the code's life
+            # only and must now live as long as the access token issued from it.
+            self.store.keep_grant(user.grant_id, request.client.client_id, user.login, self.settings.access_token_ttl)
         self.audit_issued(request)
 
     def audit_issued(self, request) -> None:

@@ -18,6 +18,7 @@ import hmac
 import json
 import secrets
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -180,12 +181,31 @@ class Store:
             return None
         return self._get_json(f"client:{client_id}")
 
-    def delete_client(self, client_id: str) -> None:
-        for gid in self._indexed_grants("client", client_id):
-            self.revoke_grant(gid)
+    def delete_client(self, client_id: str) -> int:
+        """Delete a registration and revoke every grant issued to it; the number of grants revoked."""
+        revoked = sum(self.revoke_grant(gid) for gid in self._indexed_grants("client", client_id))
         self.redis.delete(
             PREFIX + f"client:{client_id}", _index_key("client", client_id), _legacy_index_key("client", client_id)
         )
+        return revoked
+
+    def list_clients(self, batch: int = 500) -> Iterator[dict]:
+        """Every stored registration, read with SCAN (never KEYS, which blocks Redis) and MGET in
+        batches. Metadata-document clients are not registrations and are not listed."""
+        keys: list[str] = []
+        for key in self.redis.scan_iter(match=PREFIX + "client:*", count=batch):
+            keys.append(key)
+            if len(keys) >= batch:
+                yield from self._records(keys)
+                keys = []
+        if keys:
+            yield from self._records(keys)
+
+    def _records(self, keys: list[str]) -> Iterator[dict]:
+        # A key may expire between SCAN and MGET: it is simply gone.
+        for raw in self.redis.mget(keys):
+            if raw:
+                yield json.loads(raw)
 
     # -- pending authorization requests and the upstream leg --------------------------------------
     def save_pending(self, data: dict, ttl: int) -> str:
@@ -253,7 +273,23 @@ class Store:
     def get_grant(self, gid: str) -> dict | None:
         return self._get_json(f"grant:{gid}") if gid else None
 
-    def revoke_grant(self, gid: str) -> None:
+    def client_grants(self, client_id: str) -> list[dict]:
+        """The live grants of a client (oldest first), from its index: no scan of Redis."""
+        return self._live_grants(self._indexed_grants("client", client_id))
+
+    def user_grants(self, user: str) -> list[dict]:
+        """The live grants of a GitHub login (lower case, oldest first), from its index."""
+        return self._live_grants(self._indexed_grants("user", user))
+
+    def _live_grants(self, gids: set[str]) -> list[dict]:
+        if not gids:
+            return []
+        grants = list(self._records([PREFIX + f"grant:{gid}" for gid in sorted(gids)]))
+        return sorted(grants, key=lambda grant: grant.get("created_at", 0))
+
+    def revoke_grant(self, gid: str) -> bool:
+        """End a grant and so every code, access token and refresh token issued from it; whether
+        it was still live."""
         grant = self.get_grant(gid)
         pipe = self.redis.pipeline()
         pipe.delete(PREFIX + f"grant:{gid}")
@@ -262,12 +298,11 @@ class Store:
                 pipe.zrem(_index_key(kind, name), gid)
                 pipe.srem(_legacy_index_key(kind, name), gid)
         pipe.execute()
+        return grant is not None
 
     def revoke_user(self, user: str) -> int:
-        gids = self._indexed_grants("user", user)
-        for gid in gids:
-            self.revoke_grant(gid)
-        return len(gids)
+        """Revoke every grant of a GitHub login (lower case); the number of grants revoked."""
+        return sum(self.revoke_grant(gid) for gid in self._indexed_grants("user", user))
 
     # -- codes and refresh tokens ------------------------------------------------------------------
     def save_code(self, code: str, data: dict, ttl: int) -> None:
@@ -281,9 +316,23 @@ class Store:
         """A grant's first refresh token, and the grant slid to its full life, in one MULTI/EXEC."""
         pipe = self.redis.pipeline(transaction=True)
         pipe.set(PREFIX + f"refresh:{digest(token)}", json.dumps(data), ex=ttl)
-        pipe.expire(PREFIX + f"grant:{data['grant_id']}", grant_ttl)
-        self._index(pipe, data["grant_id"], data["client_id"], data["user"], grant_ttl)
+        self._slide_grant(pipe, data["grant_id"], data["client_id"], data["user"], grant_ttl)
         pipe.execute()
+
+    def keep_grant(self, gid: str, client_id: str, user: str, ttl: int) -> None:
+        """The grant (and its place in the indexes) lives `ttl` seconds from now.
+
+        A grant is created for the life of its authorization code; the tokens issued from it must
+        not outlive it, or /verify would call them revoked. Without a refresh token (which slides
+        the grant in issue_refresh) the caller keeps it for the access token's life this way.
+        """
+        pipe = self.redis.pipeline(transaction=True)
+        self._slide_grant(pipe, gid, client_id, user, ttl)
+        pipe.execute()
+
+    def _slide_grant(self, pipe: redis.client.Pipeline, gid: str, client_id: str, user: str, ttl: int) -> None:
+        pipe.expire(PREFIX + f"grant:{gid}", ttl)
+        self._index(pipe, gid, client_id, user, ttl)
 
     def find_refresh(self, token: str) -> dict | None:
         return self._get_json(f"refresh:{digest(token)}")

@@ -8,15 +8,16 @@ good answers saves even that round trip; revocation still takes effect within it
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 import threading
 import time
-from urllib.parse import urlsplit
 
 import jwt
 from flask import Blueprint, Response, current_app, request
 
 from .config import Resource, Settings
-from .keys import KeyRing
+from .keys import KeyRing, NotAnAccessTokenError
 from .store import get_store
 
 bp = Blueprint("verify", __name__)
@@ -26,13 +27,48 @@ _cache: dict[str, tuple[float, float, dict[str, str]]] = {}
 _cache_lock = threading.Lock()
 
 
+# Percent-encoded characters that could change which resource a path names once something behind
+# Traefik decodes it: dot (dot segments), slash and backslash (separators), semicolon (path
+# parameters), percent (double encoding) and NUL. None is ever needed in an MCP endpoint's path.
+_ENCODED_SEPARATORS = re.compile(r"%(?:2e|2f|5c|3b|25|00)", re.IGNORECASE)
+
+
+def path_problem(uri: str) -> str | None:
+    """Why the requested path (X-Forwarded-Uri) is refused, or None when it is plain.
+
+    The resource is matched on the raw path, so a path that a server behind Traefik might resolve
+    to another one (`/alpha/mcp/../../beta/mcp`, `%2e%2e`, `..;/`, `%2f`, `%5c`, `//`) could borrow
+    one resource's token for another. Traefik cleans paths by default; this check does not rely on it.
+    """
+    path = uri.split("?", 1)[0]
+    if not path.startswith("/"):
+        return "The request path must start with '/'"
+    if any(ord(char) <= 0x20 or ord(char) >= 0x7F for char in path):
+        return "The request path contains characters that must be percent-encoded"
+    if "\\" in path:
+        return "The request path contains a backslash"
+    if ";" in path:
+        return "The request path contains a ';' path parameter"
+    if "#" in path:
+        return "The request path contains a fragment"
+    segments = path.split("/")[1:]
+    if any(segment in (".", "..") for segment in segments):
+        return "The request path contains a dot segment"
+    if "" in segments[:-1]:
+        return "The request path contains an empty segment ('//')"
+    if _ENCODED_SEPARATORS.search(path):
+        return "The request path contains a percent-encoded dot, slash, backslash, ';', '%' or NUL"
+    return None
+
+
 def requested_resource(settings: Settings) -> Resource | None:
-    """The configured resource that Traefik's X-Forwarded-Proto/-Host/-Uri point at."""
+    """The configured resource that Traefik's X-Forwarded-Proto/-Host/-Uri point at (a path that
+    path_problem accepts)."""
     scheme = request.scheme.lower()
     host = request.host.lower()
     if scheme == "https" and host.endswith(":443"):
         host = host[:-4]
-    path = urlsplit(request.headers.get("X-Forwarded-Uri", "/")).path or "/"
+    path = request.headers.get("X-Forwarded-Uri", "/").split("?", 1)[0]
     for item in settings.resources:
         if item.origin == f"{scheme}://{host}" and (path == item.path or path.startswith(item.path + "/")):
             return item
@@ -87,6 +123,13 @@ def _remember(key: str, token_exp: float, headers: dict[str, str], seconds: floa
 @bp.route("/verify", methods=["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"])
 def verify():
     settings: Settings = current_app.config["SETTINGS"]
+    problem = path_problem(request.headers.get("X-Forwarded-Uri", "/"))
+    if problem is not None:
+        # Before any token check: whichever token came along, this path names no resource safely.
+        body = json.dumps({"error": "invalid_request", "error_description": problem})
+        response = Response(body, status=400, mimetype="application/json")
+        response.headers["Cache-Control"] = "no-store"
+        return response
     resource = requested_resource(settings)
     if resource is None:
         response = Response('{"error":"unknown_resource"}', status=403, mimetype="application/json")
@@ -104,11 +147,12 @@ def verify():
         try:
             claims = keys.verify(token, issuer=settings.issuer, audience=resource.resource)
         except jwt.InvalidTokenError as exc:
-            description = (
-                "The token is expired"
-                if isinstance(exc, jwt.ExpiredSignatureError)
-                else ("The token is not valid for this resource")
-            )
+            if isinstance(exc, jwt.ExpiredSignatureError):
+                description = "The token is expired"
+            elif isinstance(exc, NotAnAccessTokenError):
+                description = "The token is not an access token"
+            else:
+                description = "The token is not valid for this resource"
             return challenge(settings, resource, 401, "invalid_token", description)
         login = str(claims["sub"])
         if not settings.user_allowed(login, resource):
