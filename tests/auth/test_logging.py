@@ -151,3 +151,26 @@ def test_without_a_journal_the_audit_line_goes_to_stderr(auth_service, tmp_path)
         revocation.items()
     )
 
+
+def test_a_refused_client_update_leaves_only_schema_lines_in_the_log(auth_service):
+    """authlib's RFC 7592 endpoint prints each refused update to stdout; the journal gets what the
+    service writes, so a refusal must not add a line outside the schema."""
+    client = register(auth_service, client_name="Acme Notes")
+    before = auth_service.log_path.stat().st_size
+    body = {
+        "client_id": client["client_id"],
+        "client_name": "Acme\u202egnp.exe",
+        "redirect_uris": client["redirect_uris"],
+        "token_endpoint_auth_method": client["token_endpoint_auth_method"],
+    }
+    headers = {"Authorization": f"Bearer {client['registration_access_token']}"}
+    with api(auth_service, headers=headers) as http:
+        response = http.put(f"/register/{client['client_id']}", json=body)
+        assert response.status_code == 400
+        assert response.json()["error"] == "invalid_client_metadata"
+        http.get("/health")  # its access line marks that the refusal's output is in the log
+    with auth_service.log_path.open("rb") as log:
+        log.seek(before)
+        added = log.read().decode()
+    for entry in parse_log(added):
+        assert_schema(entry, agent=True)

@@ -721,10 +721,17 @@ class Registration(ClientRegistrationEndpoint):
         return 201, body, [("Content-Type", "application/json"), ("Cache-Control", "no-store"), ("Pragma", "no-cache")]
 
     def extract_client_metadata(self, request):
-        try:
-            return super().extract_client_metadata(request)
-        except InvalidRequestError as exc:
-            raise InvalidClientMetadataError("The body must be a JSON object of client metadata") from exc
+        return validated_client_metadata(self, request)
+
+
+def validated_client_metadata(endpoint: Registration | Configuration, request) -> dict:
+    """RFC 7591's validation of client metadata, for registration and RFC 7592 updates alike (authlib's
+    RFC 7592 endpoint has its own copy, which prints every refusal to stdout: a line outside the log
+    schema in the journal)."""
+    try:
+        return ClientRegistrationEndpoint.extract_client_metadata(endpoint, request)
+    except InvalidRequestError as exc:
+        raise InvalidClientMetadataError("The body must be a JSON object of client metadata") from exc
 
 
 def public_client_info(record: dict) -> dict:
@@ -745,9 +752,13 @@ class RegistrationToken:
 
 class Configuration(ClientConfigurationEndpoint):
     server: GatewayServer
+    software_statement_alg_values_supported = None  # as for registration: software statements are ignored
 
     def __init__(self, server=None):
         super().__init__(server, claims_classes=[RegistrationClaims])
+
+    def extract_client_metadata(self, request):
+        return validated_client_metadata(self, request)
 
     def authenticate_token(self, request):
         header = request.headers.get("Authorization", "")
