@@ -154,7 +154,10 @@ class LegacySession:
                 self.child = child
                 await tg.start(child.run)
                 self.metrics.children_started += 1
-            if child.alive and self.init_params is not None:
+            # Only a child that replaces one the client has already initialized gets the recorded handshake.
+            # The first child gets the client's own initialize, which may already be waiting for it (with no
+            # spare ready, init_params is set while the child starts): replaying it too would send it twice.
+            if child.alive and self.initialized_ok:
                 await self._replay_handshake(child)
             if child.alive:
                 self.child_ready.set()
