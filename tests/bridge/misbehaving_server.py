@@ -23,6 +23,7 @@ Standard library only, so it starts in milliseconds. Tools:
   long_line(mib)        writes `mib` MiB without a newline, then a newline, then answers
   received()            answers with the methods of every message this process has received, in order
                         (a JSON list; the client's answers to its questions appear as null)
+  fail(code)            answers with a JSON-RPC error of that code
 """
 
 import json
@@ -31,7 +32,7 @@ import sys
 import time
 
 TOOLS = ["echo", "big", "crash", "hang", "freeze", "flood_stderr", "garbage", "pid", "ask", "raw", "chatty", "routed"]
-TOOLS += ["deep", "odd_message", "bad_answer", "progress", "long_line", "deaf", "received"]
+TOOLS += ["deep", "odd_message", "bad_answer", "progress", "long_line", "deaf", "received", "fail"]
 ROUTED_SCHEMA = {"type": "object", "properties": {"region": {"type": "string", "x-mcp-header": "Region"}}}
 ASKED = {}  # our request id -> the tools/call request id waiting for the answer
 RECEIVED = []  # the method of every message received (None for a response), for received()
@@ -112,6 +113,9 @@ def call_tool(request_id, name, args, message=None):
         text_result(request_id, str(os.getpid()))
     elif name == "received":
         text_result(request_id, json.dumps(RECEIVED))
+    elif name == "fail":
+        error = {"code": int(args.get("code", -32603)), "message": "failed on purpose"}
+        send({"jsonrpc": "2.0", "id": request_id, "error": error})
     elif name == "ask":
         ask_id = f"ask-{request_id}"
         ASKED[ask_id] = (request_id, float(args.get("delay", 0)))
