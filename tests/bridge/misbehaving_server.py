@@ -21,6 +21,9 @@ Standard library only, so it starts in milliseconds. Tools:
   progress(count)       sends `count` progress notifications for the request's token and the answer, in one write
   deaf()                answers, then never reads stdin again (a server stuck in a blocking call)
   long_line(mib)        writes `mib` MiB without a newline, then a newline, then answers
+  received()            answers with the methods of every message this process has received, in order
+                        (a JSON list; the client's answers to its questions appear as null)
+  fail(code)            answers with a JSON-RPC error of that code
 """
 
 import json
@@ -29,9 +32,10 @@ import sys
 import time
 
 TOOLS = ["echo", "big", "crash", "hang", "freeze", "flood_stderr", "garbage", "pid", "ask", "raw", "chatty", "routed"]
-TOOLS += ["deep", "odd_message", "bad_answer", "progress", "long_line", "deaf"]
+TOOLS += ["deep", "odd_message", "bad_answer", "progress", "long_line", "deaf", "received", "fail"]
 ROUTED_SCHEMA = {"type": "object", "properties": {"region": {"type": "string", "x-mcp-header": "Region"}}}
 ASKED = {}  # our request id -> the tools/call request id waiting for the answer
+RECEIVED = []  # the method of every message received (None for a response), for received()
 
 
 def send(message):
@@ -107,6 +111,11 @@ def call_tool(request_id, name, args, message=None):
         time.sleep(3600)
     elif name == "pid":
         text_result(request_id, str(os.getpid()))
+    elif name == "received":
+        text_result(request_id, json.dumps(RECEIVED))
+    elif name == "fail":
+        error = {"code": int(args.get("code", -32603)), "message": "failed on purpose"}
+        send({"jsonrpc": "2.0", "id": request_id, "error": error})
     elif name == "ask":
         ask_id = f"ask-{request_id}"
         ASKED[ask_id] = (request_id, float(args.get("delay", 0)))
@@ -123,6 +132,7 @@ def main():
             continue
         message = json.loads(line)
         method, request_id = message.get("method"), message.get("id")
+        RECEIVED.append(method)
         if method is None and request_id in ASKED:
             waiting, delay = ASKED.pop(request_id)
             time.sleep(delay)

@@ -32,6 +32,7 @@ OPTIONS = [
     "--max-inflight",
     "--max-inflight-per-user",
     "--user-header",
+    "--restart-backoff-reset",
 ]
 
 

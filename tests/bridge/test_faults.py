@@ -15,7 +15,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from tests.bridge.rawhttp import INITIALIZE_REQUEST, initialize, legacy_headers, modern_request, rpc_messages
+from tests.bridge.rawhttp import INITIALIZE_REQUEST, initialize, legacy_headers, metric, modern_request, rpc_messages
 from tests.harness.bridge import Bridge
 
 pytestmark = pytest.mark.anyio
@@ -190,6 +190,9 @@ def test_the_in_flight_cap_answers_503_with_retry_after(
     with concurrent.futures.ThreadPoolExecutor(2) as pool, httpx.Client(timeout=30) as http:
         hanging = [pool.submit(hang) for _ in range(2)]
         deadline = time.monotonic() + 7
+        # Probe only once both are in flight: a probe sent earlier would take a slot, and refuse a hang instead.
+        while time.monotonic() < deadline and metric(bridge.base_url, "mcp_proxy_modern_requests_in_flight") < 2:
+            time.sleep(0.05)
         refused = None
         while time.monotonic() < deadline:
             probe, probe_headers = modern_request("tools/call", {"name": "echo", "arguments": {"text": "x"}})

@@ -1,4 +1,5 @@
-"""/health asks a running child without starting one; /metrics counts; one JSON log line per request."""
+"""/health asks a running child without starting one; /metrics counts, in series a server cannot multiply;
+one JSON log line per request."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Callable
 
 import httpx
 
-from tests.bridge.rawhttp import modern_request
+from tests.bridge.rawhttp import initialize, legacy_headers, modern_request, rpc_messages
 from tests.harness.bridge import Bridge
 from tests.harness.log_schema import assert_schema, parse_log
 
@@ -93,3 +94,30 @@ def test_every_log_line_follows_the_one_schema(
     assert next(e for e in access if e.get("user") == "bad-json")["status"] == 400
     assert next(e for e in access if e["method"] == "DELETE")["status"] == 404
     assert any(e.get("event") == "child_started" for e in entries)
+
+
+def test_error_codes_a_server_makes_up_leave_metrics_bounded(
+    start_bridge: Callable[..., Bridge], misbehaving_argv: list[str]
+) -> None:
+    # The attack: a server (buggy, or fed by whoever controls its input) answers each call with a new JSON-RPC
+    # error code. Were each code a label, /metrics (and the bridge's memory) would grow with every call.
+    bridge = start_bridge(misbehaving_argv, pool_size=1)
+    made_up = range(1000, 1100)
+    known = -32602  # invalid params: a code the specification defines keeps its own label
+    with httpx.Client(timeout=20) as http:
+        session = initialize(http, bridge.url)
+        for request_id, code in enumerate([*made_up, known], start=10):
+            call = {"name": "fail", "arguments": {"code": code}}
+            legacy = {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": call}
+            answer = rpc_messages(http.post(bridge.url, json=legacy, headers=legacy_headers(session)))[-1]
+            assert answer["error"]["code"] == code, "the client still gets the server's own code"
+            body, headers = modern_request("tools/call", call, request_id=request_id)
+            assert rpc_messages(http.post(bridge.url, json=body, headers=headers))[-1]["error"]["code"] == code
+        text = http.get(f"{bridge.base_url}/metrics").text
+    series = re.findall(r'^mcp_proxy_rpc_errors_total\{era="([^"]*)",code="([^"]*)"\} (\S+)$', text, re.M)
+    assert {(era, code): float(n) for era, code, n in series} == {
+        ("legacy", "other"): len(made_up),
+        ("legacy", str(known)): 1,
+        ("2026-07-28", "other"): len(made_up),
+        ("2026-07-28", str(known)): 1,
+    }

@@ -96,6 +96,7 @@ class Child:
         self.exited = anyio.Event()
         self.returncode: int | None = None
         self.started_at = time.monotonic()
+        self.exited_at: float | None = None
         self.last_answer_at = time.monotonic()
         self.non_json_lines = 0
         self.stderr_lines = 0
@@ -125,6 +126,11 @@ class Child:
         return self.process is None and self.exited.is_set()
 
     @property
+    def ran_for(self) -> float:
+        """Seconds from start to exit (to now while it runs)."""
+        return (self.exited_at if self.exited_at is not None else time.monotonic()) - self.started_at
+
+    @property
     def pid(self) -> int | None:
         return self.process.pid if self.process is not None else None
 
@@ -142,6 +148,7 @@ class Child:
             )
         except OSError as exc:
             log.error(json.dumps({"event": "child_spawn_failed", "child": self.label, "error": str(exc)}))
+            self.exited_at = time.monotonic()
             self.exited.set()
             self._fail_all(f"MCP server could not be started: {exc}")
             task_status.started()
@@ -162,6 +169,7 @@ class Child:
         finally:
             with anyio.CancelScope(shield=True):
                 await self.kill()
+            self.exited_at = time.monotonic()
             self.exited.set()
             self._fail_all(self.failure or f"MCP server exited (code {self.returncode})")
             log.info(json.dumps({"event": "child_exited", "child": self.label, "code": self.returncode}))

@@ -37,6 +37,7 @@ class Settings:
     child_cwd: str | None = None
     log_level: str = "info"
     shutdown_grace: float = 3.0
+    restart_backoff_reset: float = 60.0
 
     @property
     def sessions_per_user(self) -> int:
@@ -108,6 +109,13 @@ _OPTIONS: list[tuple[str, type, object, str]] = [
     ("child_cwd", str, None, "Working directory of the children (default: the bridge's)."),
     ("log_level", str, "info", "Log level: debug, info, warning, error."),
     ("shutdown_grace", float, 3.0, "Seconds a child gets after SIGTERM before SIGKILL."),
+    (
+        "restart_backoff_reset",
+        float,
+        60.0,
+        "Seconds a child must run for its exit not to count as a quick crash: the wait before restarting a "
+        "child doubles (0.2 s up to 5 s) with each quick crash in a row, and starts over after such a run.",
+    ),
 ]
 
 
@@ -203,7 +211,13 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
             f"--max-inflight-per-user must be positive and at most --max-inflight ({max_inflight}), "
             f"not {inflight_per_user} (to turn the per-user cap off, give it the value of --max-inflight)"
         )
-    for positive in ("session_idle_timeout", "request_timeout", "sse_keepalive", "shutdown_grace"):
+    for positive in (
+        "session_idle_timeout",
+        "request_timeout",
+        "sse_keepalive",
+        "shutdown_grace",
+        "restart_backoff_reset",
+    ):
         if float(values[positive]) <= 0:  # type: ignore[arg-type]
             parser.error(f"--{positive.replace('_', '-')} must be positive")
     if values["cache_scope"] not in ("private", "public"):
@@ -239,4 +253,5 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
         child_cwd=values["child_cwd"],  # type: ignore[arg-type]
         log_level=str(values["log_level"]),
         shutdown_grace=float(values["shutdown_grace"]),  # type: ignore[arg-type]
+        restart_backoff_reset=float(values["restart_backoff_reset"]),  # type: ignore[arg-type]
     )

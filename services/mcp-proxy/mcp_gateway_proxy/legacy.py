@@ -26,6 +26,7 @@ from mcp_types import JSONRPCMessage, JSONRPCNotification, JSONRPCRequest, jsonr
 from .child import CHILD_EXITED, INTERNAL_ERROR, REQUEST_TIMEOUT, Child, _error
 from .config import Settings
 from .metrics import Metrics
+from .supervision import FIRST_DELAY, RestartBackoff
 
 log = logging.getLogger("mcp_gateway_proxy.legacy")
 
@@ -140,7 +141,7 @@ class LegacySession:
 
     async def _supervise_child(self, tg: anyio.abc.TaskGroup) -> None:
         """Keep one child running for the session; after a crash, start another and replay the handshake."""
-        backoff = 0.2
+        backoff = RestartBackoff(self.settings.restart_backoff_reset)
         spare = self.take_spare()
         while not self.closing:
             label = f"session-{self.session_id[:8]}"
@@ -154,7 +155,10 @@ class LegacySession:
                 self.child = child
                 await tg.start(child.run)
                 self.metrics.children_started += 1
-            if child.alive and self.init_params is not None:
+            # Only a child that replaces one the client has already initialized gets the recorded handshake.
+            # The first child gets the client's own initialize, which may already be waiting for it (with no
+            # spare ready, init_params is set while the child starts): replaying it too would send it twice.
+            if child.alive and self.initialized_ok:
                 await self._replay_handshake(child)
             if child.alive:
                 self.child_ready.set()
@@ -164,8 +168,7 @@ class LegacySession:
                 return
             self.metrics.child_restarts += 1
             self._restarts += 1
-            await anyio.sleep(backoff)
-            backoff = min(backoff * 2, 5.0)
+            await backoff.pause(child)
 
     async def _replay_handshake(self, child: Child) -> None:
         """A replacement child gets the client's own initialize, so the session goes on as before."""
@@ -295,21 +298,22 @@ class SessionRegistry:
 
     async def keep_spares(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Keep ``spare_children`` children started and idle, so that a new session need not wait for one."""
+        backoff = RestartBackoff(self.settings.restart_backoff_reset)
         async with anyio.create_task_group() as tg:
             task_status.started()
-            failures = 0
             while self.settings.spare_children > 0:
-                self.spares = [c for c in self.spares if c.alive]
+                for dead in [c for c in self.spares if not c.alive]:
+                    self.spares.remove(dead)  # it exited before any session took it: a crash like any other
+                    await backoff.pause(dead)
                 if len(self.spares) < self.settings.spare_children:
                     child = Child.for_settings(self.settings, label="spare", on_unrouted=_ignore)
                     await tg.start(child.run)
                     self.metrics.children_started += 1
-                    if child.alive:
-                        self.spares.append(child)
-                        failures = 0
-                    else:
-                        failures += 1
-                await anyio.sleep(min(0.2 * 2**failures, 30.0))
+                    if not child.alive:
+                        await backoff.pause(child)  # the command could not be started, or exited at once
+                        continue
+                    self.spares.append(child)
+                await anyio.sleep(FIRST_DELAY)  # look again soon: a session may have taken a spare
 
     def _take_spare(self) -> Child | None:
         while self.spares:

@@ -7,13 +7,66 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from mcp_types import (
+    HEADER_MISMATCH,
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    MISSING_REQUIRED_CLIENT_CAPABILITY,
+    PARSE_ERROR,
+    UNSUPPORTED_PROTOCOL_VERSION,
+    URL_ELICITATION_REQUIRED,
+)
+
+from .child import CHILD_EXITED, REQUEST_CANCELLED, REQUEST_TIMEOUT
+
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+# JSON-RPC error codes that keep their own label: JSON-RPC's, the MCP specification's (-32002 is "resource
+# not found" before 2026-07-28) and the bridge's own. A child may answer with any integer at all.
+KNOWN_RPC_ERROR_CODES = frozenset(
+    {
+        PARSE_ERROR,
+        INVALID_REQUEST,
+        METHOD_NOT_FOUND,
+        INVALID_PARAMS,
+        INTERNAL_ERROR,
+        CHILD_EXITED,
+        REQUEST_TIMEOUT,
+        -32002,
+        REQUEST_CANCELLED,
+        HEADER_MISMATCH,
+        MISSING_REQUIRED_CLIENT_CAPABILITY,
+        UNSUPPORTED_PROTOCOL_VERSION,
+        URL_ELICITATION_REQUIRED,
+    }
+)
+
+
+def rpc_error_label(code: object) -> str:
+    """The code itself when it is a known one, else ``other``."""
+    return str(code) if type(code) is int and code in KNOWN_RPC_ERROR_CODES else "other"
+
+
+class RpcErrorCounter(Counter[tuple[str, str]]):
+    """JSON-RPC errors by (era, code label). The code becomes its label as it is counted, whoever counts (the
+    request path, a session's relay), so a server that makes up a new code for every answer adds no series to
+    /metrics and nothing to the bridge's memory."""
+
+    def __getitem__(self, key: tuple[str, object]) -> int:
+        era, code = key
+        return super().__getitem__((era, rpc_error_label(code)))
+
+    def __setitem__(self, key: tuple[str, object], value: int) -> None:
+        era, code = key
+        super().__setitem__((era, rpc_error_label(code)), value)
 
 
 @dataclass
 class Metrics:
     requests: Counter[tuple[str, str, int]] = field(default_factory=Counter)  # (era, http method, status)
-    rpc_errors: Counter[tuple[str, int]] = field(default_factory=Counter)  # (era, JSON-RPC code)
+    rpc_errors: RpcErrorCounter = field(default_factory=RpcErrorCounter)  # (era, JSON-RPC code label)
     latency_buckets: list[int] = field(default_factory=lambda: [0] * len(_BUCKETS))
     latency_sum: float = 0.0
     latency_count: int = 0
@@ -44,7 +97,9 @@ class Metrics:
         family("mcp_proxy_http_requests_total", "counter", "HTTP requests on /mcp by protocol era and status.")
         for (era, method, status), n in sorted(self.requests.items()):
             out.append(f'mcp_proxy_http_requests_total{{era="{era}",method="{method}",status="{status}"}} {n}')
-        family("mcp_proxy_rpc_errors_total", "counter", "JSON-RPC errors answered, by era and code.")
+        family(
+            "mcp_proxy_rpc_errors_total", "counter", "JSON-RPC errors answered, by era and code (unknown codes: other)."
+        )
         for (era, code), n in sorted(self.rpc_errors.items()):
             out.append(f'mcp_proxy_rpc_errors_total{{era="{era}",code="{code}"}} {n}')
         family("mcp_proxy_request_duration_seconds", "histogram", "Time to answer an /mcp request.")

@@ -56,6 +56,7 @@ from . import __version__
 from .child import CHILD_EXITED, INTERNAL_ERROR, REQUEST_TIMEOUT, Child, _error
 from .config import Settings
 from .metrics import Metrics
+from .supervision import RestartBackoff
 
 if TYPE_CHECKING:
     from .inflight import InFlight
@@ -98,7 +99,7 @@ class ChildPool:
             task_status.started()
 
     async def _keep_slot(self, slot: int, tg: anyio.abc.TaskGroup) -> None:
-        backoff = 0.2
+        backoff = RestartBackoff(self.settings.restart_backoff_reset)
         first = True
         while True:
             child = Child.for_settings(self.settings, label=f"pool-{slot}", on_unrouted=self._from_child_unrouted)
@@ -108,9 +109,10 @@ class ChildPool:
             if not first:
                 self.metrics.child_restarts += 1
             first = False
+            prepared = False
             try:
                 if child.alive and await self._prepared(child):
-                    backoff = 0.2
+                    prepared = True
                     self.failing = False
                     self.ready.append(child)
                     self._notify_ready()
@@ -123,8 +125,7 @@ class ChildPool:
                 if child in self.ready:
                     self.ready.remove(child)
                 self.children.remove(child)
-            await anyio.sleep(backoff)
-            backoff = min(backoff * 2, 5.0)
+            await backoff.pause(child, ran_well=prepared)
 
     def _notify_ready(self) -> None:
         self.ready_changed.set()
