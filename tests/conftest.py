@@ -6,7 +6,6 @@ At the end of the run the suite fails if any process it started is still alive.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -126,15 +125,33 @@ def mcp_server_argv() -> Callable[[str], list[str]]:
     return _mcp_server_argv
 
 
+def _leftovers() -> list[str]:
+    """What this process started that is still alive."""
+    lines = [f"process group {pgid} is still alive" for pgid in leftover_groups()]
+    lines += [f"pid {pid} is still alive: {cmd}" for pid, cmd in stray_descendants()]
+    return lines
+
+
+_worker_leftovers: list[str] = []
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """pytest-xdist, on the controller: collect what a worker reported left running."""
+    output = getattr(node, "workeroutput", None) or {}
+    _worker_leftovers.extend(f"[{output.get('workerid', '?')}] {line}" for line in output.get("leftovers", []))
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Fail the run if anything the tests started outlived them."""
-    if os.environ.get("PYTEST_XDIST_WORKER"):
+    """Fail the run if anything the tests started outlived them (under pytest-xdist each worker checks
+    its own processes and the controller reports them all)."""
+    lines = _leftovers()
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["leftovers"] = lines
         return
-    groups = leftover_groups()
-    strays = stray_descendants()
-    if groups or strays:
-        lines = [f"process group {pgid} is still alive" for pgid in groups]
-        lines += [f"pid {pid} is still alive: {cmd}" for pid, cmd in strays]
+    lines += _worker_leftovers
+    if lines:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         message = "processes left running after the suite:\n  " + "\n  ".join(lines)
         if reporter is not None:

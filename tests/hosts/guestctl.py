@@ -54,9 +54,16 @@ def log(message: str) -> None:
 # --- the image ----------------------------------------------------------------------------------
 
 
-def image_dir() -> Path:
-    """Build the image if it is not cached, and return its cache directory."""
-    env = {**os.environ, "GUESTS_DIR": str(GUESTS_DIR)}
+SUITES = ("bookworm", "trixie")  # Debian 12 and Debian 13
+
+
+def default_suite() -> str:
+    return os.environ.get("GUEST_SUITE") or SUITES[0]
+
+
+def image_dir(suite: str | None = None) -> Path:
+    """Build the image of a Debian suite if it is not cached, and return its cache directory."""
+    env = {**os.environ, "GUESTS_DIR": str(GUESTS_DIR), "GUEST_SUITE": suite or default_suite()}
     subprocess.run([str(BUILD_IMAGE)], check=True, env=env)
     out = subprocess.run([str(BUILD_IMAGE), "--print-dir"], check=True, env=env, capture_output=True, text=True)
     return Path(out.stdout.strip())
@@ -638,10 +645,14 @@ def up(
     forwards: Sequence[str] = DEFAULT_FORWARDS,
     timeout: float | None = None,
     network: str = "",
+    suite: str | None = None,
 ) -> Guest:
     valid_name(name)
     if kind not in KINDS:
         raise GuestError(f"kind must be one of {', '.join(KINDS)}")
+    suite = suite or default_suite()
+    if suite not in SUITES:
+        raise GuestError(f"suite must be one of {', '.join(SUITES)}")
     if network and kind != "nspawn":
         raise GuestError("--network is for nspawn guests (QEMU guests each have their own network)")
     if network:
@@ -653,7 +664,7 @@ def up(
         return existing
     if existing or guest_dir(name).exists():
         down(name)
-    cache = image_dir()
+    cache = image_dir(suite)
     with locked(GUESTS_DIR / "allocate.lock"):
         address = allocate_address()
         guest = Guest(
@@ -774,6 +785,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p_up.add_argument("--timeout", type=float, help="seconds to wait for SSH")
     p_up.add_argument("--network", default="", help="nspawn: join this shared network (guests on it reach each other)")
+    p_up.add_argument(
+        "--suite", choices=SUITES, help="Debian release of the guest's image (default: $GUEST_SUITE, else bookworm)"
+    )
     p_up.add_argument("--json", action="store_true", help="print the guest's details as JSON")
     p_down = sub.add_parser("down", help="stop a guest and remove its state (nothing is left running)")
     p_down.add_argument("names", nargs="+", metavar="name")
@@ -786,13 +800,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_fwd = sub.add_parser("forward", help="forward another TCP port of a running guest")
     p_fwd.add_argument("name")
     p_fwd.add_argument("spec", metavar="[HOST:]GUEST")
-    sub.add_parser("image", help="build the image if needed and print its cache directory")
+    p_image = sub.add_parser("image", help="build the image if needed and print its cache directory")
+    p_image.add_argument("--suite", choices=SUITES, help="Debian release (default: $GUEST_SUITE, else bookworm)")
     args = parser.parse_args(argv)
 
     try:
         if args.command == "up":
             forwards = args.forward if args.forward is not None else DEFAULT_FORWARDS
-            guest = up(args.name, args.kind, forwards, args.timeout, args.network)
+            guest = up(args.name, args.kind, forwards, args.timeout, args.network, args.suite)
             summary = guest.summary()
             print(json.dumps(summary, indent=2) if args.json else summary["ssh"])
         elif args.command == "down":
@@ -829,7 +844,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             guest.save()
             print(f"{guest.address}:{forward.host_port}")
         elif args.command == "image":
-            print(image_dir())
+            print(image_dir(args.suite))
     except (GuestError, subprocess.CalledProcessError) as exc:
         log(str(exc))
         return 1
