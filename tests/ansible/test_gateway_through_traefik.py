@@ -28,9 +28,9 @@ import yaml
 
 from tests.ansible.playbooks import REPO, VENV_BIN, example_group_vars, read_env_file, render
 from tests.auth.gateway import DOMAIN, resolve_test_names
-from tests.auth.oauthflow import Browser, register, tokens_for
 from tests.harness.auth import AuthService, write_rsa_key
 from tests.harness.github import GitHubStub
+from tests.harness.oauthflow import Browser, register, tokens_for
 from tests.harness.pebble import Pebble
 from tests.harness.procs import LOOPBACK, ManagedProcess, free_port, wait_until
 from tests.harness.redis import RedisServer

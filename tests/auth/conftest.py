@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from tests.auth.gateway import running_gateway
-from tests.auth.oauthflow import FETCH, ISSUER, TIME, Browser
 from tests.harness.auth import AuthService
 from tests.harness.github import GitHubStub
+from tests.harness.oauthflow import FETCH, ISSUER, TIME, Browser
 from tests.harness.redis import RedisServer
 
 RESOURCES = [

@@ -2,7 +2,7 @@
 
 import concurrent.futures
 
-from tests.auth.oauthflow import FETCH, TIME, api, exchange, get_code, pkce, refresh, register, verify
+from tests.harness.oauthflow import FETCH, TIME, api, exchange, get_code, pkce, refresh, register, verify
 
 
 def _code(browser, client, **overrides):
@@ -139,7 +139,7 @@ def test_one_consent_yields_one_code(browser, auth_service):
 
     client = register(auth_service)
     _, challenge = pkce()
-    from tests.auth.oauthflow import authorize_url
+    from tests.harness.oauthflow import authorize_url
 
     page = browser.open(authorize_url(auth_service, client["client_id"], challenge)).response
     first = browser.consent(page)

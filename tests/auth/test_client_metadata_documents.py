@@ -3,7 +3,7 @@
 import pytest
 
 from tests.auth.cimd_server import CimdServer, document, send_json, slow
-from tests.auth.oauthflow import REDIRECT, Browser, authorize_url, exchange, pkce, refresh, verify
+from tests.harness.oauthflow import REDIRECT, Browser, authorize_url, exchange, pkce, refresh, verify
 
 
 def good(handler, url):

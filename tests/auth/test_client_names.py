@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests.auth.cimd_server import CimdServer, document, send_json
-from tests.auth.oauthflow import REDIRECT, Browser, api, authorize_url, pkce, register
+from tests.harness.oauthflow import REDIRECT, Browser, api, authorize_url, pkce, register
 
 # Attack: each name makes the consent page (or a terminal showing it) read differently from what
 # was registered. "Notes\u202eexe.lanretni" shows as "Notesinternal.exe", for one.

@@ -3,7 +3,7 @@ not frameable; approve, deny, remembered per user and client."""
 
 import re
 
-from tests.auth.oauthflow import REDIRECT, api, authorize_url, get_code, pkce, register
+from tests.harness.oauthflow import REDIRECT, api, authorize_url, get_code, pkce, register
 
 
 def _consent_page(browser, auth_service, client, **overrides):
@@ -105,7 +105,7 @@ def test_consent_without_the_csrf_token_is_refused(browser, auth_service):
 
 def test_consent_from_another_browser_session_is_refused(browser, auth_service, github):
     """Cross-site request forgery: the attacker's form carries the attacker's token, not the victim's."""
-    from tests.auth.oauthflow import Browser
+    from tests.harness.oauthflow import Browser
 
     client = register(auth_service)
     page = _consent_page(browser, auth_service, client)

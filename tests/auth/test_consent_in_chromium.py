@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.auth.oauthflow import api, authorize_url, pkce, register
+from tests.harness.oauthflow import api, authorize_url, pkce, register
 from tests.harness.procs import LOOPBACK
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.auth.oauthflow import api
+from tests.harness.oauthflow import api
 
 ALLOWED = {
     "authorization",

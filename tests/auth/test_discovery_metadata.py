@@ -3,7 +3,7 @@ metadata per service host (RFC 9728, root and path-inserted), the JWKS."""
 
 import pytest
 
-from tests.auth.oauthflow import FETCH, ISSUER, TIME, api
+from tests.harness.oauthflow import FETCH, ISSUER, TIME, api
 
 REQUIRED = {
     "code_challenge_methods_supported": ["S256"],

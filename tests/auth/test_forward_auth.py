@@ -10,8 +10,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from tests.auth.oauthflow import FETCH, ISSUER, TIME, api, register, signed_by_service, tokens_for, verify
 from tests.harness.auth import write_rsa_key
+from tests.harness.oauthflow import FETCH, ISSUER, TIME, api, register, signed_by_service, tokens_for, verify
 
 PRM_TIME = "https://time.example.test/.well-known/oauth-protected-resource/mcp"
 

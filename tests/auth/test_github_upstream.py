@@ -3,7 +3,7 @@
 import re
 from urllib.parse import parse_qs, urlsplit
 
-from tests.auth.oauthflow import Browser, authorize_url, get_code, pkce, register
+from tests.harness.oauthflow import Browser, authorize_url, get_code, pkce, register
 
 
 def test_the_upstream_login_uses_state_pkce_and_the_client_secret(browser, auth_service, github):

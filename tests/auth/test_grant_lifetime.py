@@ -10,7 +10,7 @@ import jwt
 import pytest
 
 from tests.auth.cimd_server import CimdServer, document, send_json
-from tests.auth.oauthflow import REDIRECT, Browser, api, exchange, get_code, pkce, verify
+from tests.harness.oauthflow import REDIRECT, Browser, api, exchange, get_code, pkce, verify
 
 CODE_TTL = 10
 ACCESS_TTL = 30

@@ -1,6 +1,6 @@
 """The shortest complete story: register, authorize through consent and GitHub, get tokens, pass /verify."""
 
-from tests.auth.oauthflow import ISSUER, register, tokens_for, verify
+from tests.harness.oauthflow import ISSUER, register, tokens_for, verify
 
 
 def test_a_registered_client_gets_a_token_that_opens_the_service(auth_service, browser):

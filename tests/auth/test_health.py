@@ -1,6 +1,6 @@
 """/health reports whether Redis answers, and the service recovers when Redis comes back."""
 
-from tests.auth.oauthflow import api
+from tests.harness.oauthflow import api
 
 
 def test_health_follows_redis(auth_factory, redis_factory):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.auth.oauthflow import api, exchange, get_code, pkce, refresh, verify
+from tests.harness.oauthflow import api, exchange, get_code, pkce, refresh, verify
 
 CLIENTS = {
     "claude.ai": {

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.auth.oauthflow import Browser, api, refresh, register, tokens_for, verify
 from tests.harness.log_schema import assert_schema, parse_log
+from tests.harness.oauthflow import Browser, api, refresh, register, tokens_for, verify
 
 FLASK = Path(sys.executable).parent / "flask"
 LOG_AUTH_INFO = 4 * 8 + 6  # syslog priority: facility auth, severity info

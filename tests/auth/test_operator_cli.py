@@ -5,7 +5,7 @@ import json
 import jwt
 from mcp_gateway_auth import create_app
 
-from tests.auth.oauthflow import TIME, refresh, register, tokens_for, verify
+from tests.harness.oauthflow import TIME, refresh, register, tokens_for, verify
 
 
 def _cli(auth_service):

@@ -3,8 +3,8 @@
 import pytest
 
 from tests.auth.conftest import service_kwargs
-from tests.auth.oauthflow import Browser, api, register, tokens_for, verify
 from tests.harness.auth import AuthService
+from tests.harness.oauthflow import Browser, api, register, tokens_for, verify
 
 TIME = "https://gw.example.test/time/mcp"
 FETCH = "https://gw.example.test/fetch/mcp"

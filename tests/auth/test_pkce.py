@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.auth.oauthflow import authorize_url, exchange, get_code, pkce, register
+from tests.harness.oauthflow import authorize_url, exchange, get_code, pkce, register
 
 
 @pytest.mark.parametrize(

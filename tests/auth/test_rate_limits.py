@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.auth.oauthflow import REDIRECT, api, authorize_url, pkce, register
+from tests.harness.oauthflow import REDIRECT, api, authorize_url, pkce, register
 
 
 @pytest.fixture

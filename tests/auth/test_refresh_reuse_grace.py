@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from tests.auth.oauthflow import Browser, refresh, register, tokens_for, verify
+from tests.harness.oauthflow import Browser, refresh, register, tokens_for, verify
 
 
 @contextmanager

@@ -1,6 +1,6 @@
 """Refresh tokens rotate on every use; reuse of a rotated one revokes the whole grant."""
 
-from tests.auth.oauthflow import FETCH, TIME, Browser, api, refresh, register, tokens_for, verify
+from tests.harness.oauthflow import FETCH, TIME, Browser, api, refresh, register, tokens_for, verify
 
 
 def test_refresh_rotates_and_the_new_tokens_work(browser, auth_service, redis_server):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.auth.oauthflow import REDIRECT, api, register, tokens_for, verify
+from tests.harness.oauthflow import REDIRECT, api, register, tokens_for, verify
 
 
 def test_public_client_registration_returns_what_rfc7591_and_7592_promise(auth_service):
@@ -163,7 +163,7 @@ def test_deleting_a_client_revokes_its_tokens(auth_service, browser):
 def test_an_expired_registration_answers_invalid_client_so_clients_re_register(auth_factory, github):
     import time
 
-    from tests.auth.oauthflow import Browser, authorize_url, pkce
+    from tests.harness.oauthflow import Browser, authorize_url, pkce
 
     service = auth_factory(env={"AUTH_CLIENT_TTL": "2"})
     client = register(service)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.auth.oauthflow import REDIRECT, api
+from tests.harness.oauthflow import REDIRECT, api
 
 
 def _keys(redis_server) -> set[bytes]:
@@ -68,7 +68,7 @@ def test_wrong_methods_are_405_json(auth_service):
 
 
 def test_update_with_a_bad_body_changes_nothing(auth_service):
-    from tests.auth.oauthflow import register
+    from tests.harness.oauthflow import register
 
     client = register(auth_service)
     headers = {"Authorization": f"Bearer {client['registration_access_token']}"}
@@ -108,7 +108,7 @@ def test_deeply_nested_json_is_refused_at_registration_without_a_traceback(auth_
 
 @DEEP_BODIES
 def test_deeply_nested_json_is_refused_on_client_update_without_a_traceback(auth_service, body):
-    from tests.auth.oauthflow import register
+    from tests.harness.oauthflow import register
 
     client = register(auth_service)
     headers = {"Authorization": f"Bearer {client['registration_access_token']}"}

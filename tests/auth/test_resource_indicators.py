@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.auth.oauthflow import FETCH, TIME, authorize_url, pkce, register, tokens_for, verify
+from tests.harness.oauthflow import FETCH, TIME, authorize_url, pkce, register, tokens_for, verify
 
 
 @pytest.mark.parametrize("resource", [None, "https://evil.example.test/mcp", "https://time.example.test/mcp/", ""])

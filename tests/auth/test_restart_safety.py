@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 
-from tests.auth.oauthflow import Browser, api, refresh, register, tokens_for, verify
+from tests.harness.oauthflow import Browser, api, refresh, register, tokens_for, verify
 
 pytestmark = pytest.mark.slow
 

@@ -2,7 +2,7 @@
 
 import re
 
-from tests.auth.oauthflow import Browser, authorize_url, pkce, register
+from tests.harness.oauthflow import Browser, authorize_url, pkce, register
 
 
 def _consent_page(browser: Browser):

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from tests.auth.cimd_server import CimdServer
-from tests.auth.oauthflow import Browser, authorize_url, pkce
+from tests.harness.oauthflow import Browser, authorize_url, pkce
 
 
 def slow_headers(handler, url, seconds: float = 6.0) -> None:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.auth.oauthflow import api, register
+from tests.harness.oauthflow import api, register
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 """Rate limits count a client, not an address it can change at will: an IPv6 client is its /64."""
 
-from tests.auth.oauthflow import REDIRECT, api
+from tests.harness.oauthflow import REDIRECT, api
 
 BODY = {"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"}
 

@@ -7,7 +7,7 @@ import time
 import httpx
 import redis
 
-from tests.auth.oauthflow import Browser, api, authorize_url, get_code, pkce, register, tokens_for, verify
+from tests.harness.oauthflow import Browser, api, authorize_url, get_code, pkce, register, tokens_for, verify
 
 
 def _members(client: redis.Redis, pattern: str) -> dict[str, int]:

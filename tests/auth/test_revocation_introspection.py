@@ -2,7 +2,7 @@
 
 import jwt
 
-from tests.auth.oauthflow import api, refresh, register, signed_by_service, tokens_for, verify
+from tests.harness.oauthflow import api, refresh, register, signed_by_service, tokens_for, verify
 
 
 def _post(service, path, client, **form):

@@ -24,7 +24,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 
 from tests.auth.gateway import Gateway, resolve_test_names
-from tests.auth.oauthflow import Browser
+from tests.harness.oauthflow import Browser
 from tests.harness.procs import LOOPBACK, free_port
 
 pytestmark = pytest.mark.slow

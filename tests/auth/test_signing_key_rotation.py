@@ -2,8 +2,8 @@
 
 import jwt
 
-from tests.auth.oauthflow import Browser, api, register, tokens_for, verify
 from tests.harness.auth import write_rsa_key
+from tests.harness.oauthflow import Browser, api, register, tokens_for, verify
 
 
 def _kids(service):

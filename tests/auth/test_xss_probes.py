@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.auth.oauthflow import api, authorize_url, pkce, register
+from tests.harness.oauthflow import api, authorize_url, pkce, register
 
 PAYLOAD = "\"'><script>alert(1)</script><img src=x onerror=alert(2)>"
 RAW = ("<script>alert(1)</script>", "<img src=x onerror")

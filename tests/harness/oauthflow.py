@@ -1,4 +1,4 @@
-"""Helpers for driving the auth service the way clients and browsers do, over real HTTP."""
+"""Helpers for driving the auth service the way clients and browsers do, over real HTTP (any suite)."""
 
 from __future__ import annotations
 
