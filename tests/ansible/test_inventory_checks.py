@@ -14,9 +14,13 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.ansible.playbooks import INVENTORY, VALIDATE_PLAYBOOK, example_group_vars, run_playbook
+from tests.ansible.playbooks import INVENTORY, REPO, VALIDATE_PLAYBOOK, example_group_vars, run_playbook
 
 GOOD_SECRETS = {"auth_github_client_id": "Iv1.0123456789abcdef", "auth_github_client_secret": "0123456789abcdef"}
+# The AUTH_* settings the auth role writes from its own variables, as its template names them.
+ROLE_WRITTEN_SETTINGS = sorted(
+    set(re.findall(r"'(AUTH_[A-Z_]+)':", (REPO / "roles/auth/templates/etc/mcp-gateway/auth.env.j2").read_text()))
+)
 
 
 def servers(*extra: dict[str, Any]) -> list[dict[str, Any]]:
@@ -90,6 +94,23 @@ BROKEN: dict[str, tuple[dict[str, Any], list[str]]] = {
     "code lifetime over ten minutes": (
         {"auth_code_ttl": 900},
         ["auth_code_ttl must be a whole number of seconds, at least 1 and at most 600; got '900'"],
+    ),
+    # Attack (or accident): the tests' own switches reach production through the role's pass-through.
+    "test-only settings in auth_extra_env": (
+        {"auth_extra_env": {"AUTH_TEST_CIMD_ALLOWED_HOSTS": "localhost", "AUTH_TEST_MODE": "1"}},
+        ["AUTH_TEST_CIMD_ALLOWED_HOSTS is a test-only setting", "AUTH_TEST_MODE is a test-only setting"],
+    ),
+    "other programs' settings in auth_extra_env": (
+        {"auth_extra_env": {"SSL_CERT_FILE": "/tmp/ca.pem", "auth_consent_ttl": "60"}},
+        [
+            "SSL_CERT_FILE is not a setting of the auth service",
+            "auth_consent_ttl is not a setting of the auth service",
+        ],
+    ),
+    "auth_extra_env overriding what the role writes": (
+        {"auth_extra_env": dict.fromkeys(ROLE_WRITTEN_SETTINGS, "x")},
+        [f"{name} is written by the role from " for name in ROLE_WRITTEN_SETTINGS]
+        + ["AUTH_ALLOWED_GITHUB_USERS is written by the role from auth_allowed_github_users"],
     ),
     "redis fsync policy that does not exist": (
         {"redis_appendfsync": "sometimes"},
