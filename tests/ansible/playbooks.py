@@ -35,9 +35,16 @@ def ansible_env(tmp: Path) -> dict[str, str]:
 
 
 def run_playbook(
-    playbook: Path, tmp: Path, extra_vars: Mapping[str, Any], *, inventory: Path = INVENTORY, timeout: float = 240
+    playbook: Path,
+    tmp: Path,
+    extra_vars: Mapping[str, Any],
+    *,
+    inventory: Path = INVENTORY,
+    timeout: float = 240,
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """ansible-playbook against the inventory's gateway group, on this machine (connection local)."""
+    """ansible-playbook against the inventory's gateway group, on this machine (connection local);
+    `env` adds to Ansible's environment (callbacks, for instance)."""
     tmp.mkdir(parents=True, exist_ok=True)
     variables = {"ansible_python_interpreter": sys.executable, "ansible_connection": "local", **extra_vars}
     vars_file = tmp / f"extra-vars-{len(list(tmp.glob('extra-vars-*')))}.json"
@@ -45,7 +52,7 @@ def run_playbook(
     return subprocess.run(
         [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), str(playbook), "-e", f"@{vars_file}"],
         cwd=REPO,
-        env=ansible_env(tmp),
+        env={**ansible_env(tmp), **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -8,7 +8,8 @@ Run by molecule's verify (molecule/shared/verify-client.yml) against the converg
 Skipped when GATEWAY_GUEST is not set. The official `mcp` SDK client with its OAuth provider, in
 `auto` and `legacy` modes, against each MCP service of the test inventory: discovery, dynamic
 registration, consent, login at the GitHub-compatible server in the guest, token, tool call, refresh;
-and a token for one service is refused by the other. Names of the test domain resolve to the guest's
+a token for one service is refused by the other; and no code, state or token of a login (nor a token a
+client put in a URL) reaches the guest's journal. Names of the test domain resolve to the guest's
 127.0.2.N in this process only; TLS is verified against the root Pebble (in the guest) issued from.
 """
 
@@ -111,6 +112,8 @@ class Browser:
 
     target: Target
     history: list[str] = field(default_factory=list)
+    # the query of the redirect back to the client (its code and state)
+    returned: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.http = httpx.Client(timeout=30, verify=self.target.tls(), follow_redirects=False)
@@ -124,7 +127,8 @@ class Browser:
             if response.status_code in (301, 302, 303, 307, 308):
                 url = urljoin(url, response.headers["location"])
                 if url.startswith(CALLBACK):
-                    return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+                    self.returned = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+                    return self.returned
                 continue
             csrf = re.search(r'name="csrf" value="([^"]+)"', response.text)
             pending = re.search(r'name="pending" value="([^"]+)"', response.text)
@@ -237,6 +241,74 @@ def test_a_token_for_one_service_is_refused_by_the_other(target: Target) -> None
 
 def guest_ssh(*command: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(GUEST), "ssh", GUEST_NAME, *command], capture_output=True, text=True, timeout=120)
+
+
+def guest_journal(since: str) -> list[tuple[str, str]]:
+    """(unit, message) of every journal entry in the guest since `since` (seconds since the epoch)."""
+    done = guest_ssh(
+        "journalctl", f"--since=@{since}", "--no-pager", "--output=json", "--output-fields=MESSAGE,_SYSTEMD_UNIT"
+    )
+    assert done.returncode == 0, done.stderr
+    entries = []
+    for line in done.stdout.splitlines():
+        entry = json.loads(line)
+        message = entry.get("MESSAGE") or ""
+        if isinstance(message, list):  # journald's form for a message that is not UTF-8
+            message = bytes(message).decode(errors="replace")
+        entries.append((entry.get("_SYSTEMD_UNIT", ""), message))
+    return entries
+
+
+def test_no_code_state_or_token_reaches_the_guest_journal(target: Target) -> None:
+    # Attack: read the host's journal (an operator, a log shipper) for what travels in URLs: the upstream
+    # code and state of a login, the gateway's code, and a bearer token a client put in a query string.
+    since = guest_ssh("date", "+%s").stdout.strip()
+    storage = MemoryStorage()
+    browser = Browser(target)
+    provider = provider_for(target, "time", storage, browser)
+    out = anyio.run(call_twice, target, "time", provider, "auto")
+    assert out["first_error"] is False and out["refreshed"] is True, out
+    upstream = [
+        {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+        for url in browser.history
+        if urlsplit(url).netloc.startswith("auth.") and urlsplit(url).path == "/callback"
+    ]
+    assert upstream and "code" in upstream[0] and "state" in upstream[0], browser.history
+    token = storage.tokens.access_token
+    secrets = {
+        "upstream code": upstream[0]["code"],
+        "upstream state": upstream[0]["state"],
+        "gateway code": browser.returned["code"],
+        "client state": browser.returned["state"],
+        "access token": token,
+        "access token signature": token.rsplit(".", 1)[-1],
+        "refresh token": storage.tokens.refresh_token,
+    }
+    refused = httpx.post(
+        target.url("time", f"/mcp?access_token={token}"),
+        json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+        headers={"Accept": "application/json, text/event-stream"},
+        verify=target.tls(),
+        timeout=30,
+    )
+    assert refused.status_code == 401  # a token in the query string is no credential
+    # journald takes lines asynchronously: wait for Traefik's line of the refused request
+    deadline = time.monotonic() + 30
+    while True:
+        entries = guest_journal(since)
+        if any(unit == "traefik.service" and '"POST /mcp' in message for unit, message in entries):
+            break
+        assert time.monotonic() < deadline, "Traefik logged no access line for the refused request"
+        time.sleep(1)
+    # the test-only servers in the guest (GitHub stand-in, Pebble, DNS) are no part of the product
+    leaked = [
+        f"{what} in {unit}: {message[:300]}"
+        for unit, message in entries
+        if not unit.startswith("gateway-test-")
+        for what, secret in secrets.items()
+        if secret in message
+    ]
+    assert leaked == []
 
 
 @pytest.mark.parametrize("unit", ["redis-server", "mcp-gateway-auth", "mcp-proxy@time"])
