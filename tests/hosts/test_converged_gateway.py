@@ -2,7 +2,7 @@
 
 Run by molecule's verify (molecule/shared/verify-client.yml) against the converged guest, or by hand:
 
-    GATEWAY_GUEST=mcpgw-default PEBBLE_API_CA=.ansible/tmp/molecule.*.default/pebble-api/ca.pem \
+    GATEWAY_GUEST=mcpgw-debian12 PEBBLE_API_CA=.ansible/tmp/molecule.*.default/pebble-api/ca.pem \
         .venv/bin/pytest -m hosts tests/hosts/test_converged_gateway.py
 
 Skipped when GATEWAY_GUEST is not set. The official `mcp` SDK client with its OAuth provider, in
