@@ -125,6 +125,26 @@ def mcp_server_argv() -> Callable[[str], list[str]]:
     return _mcp_server_argv
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Order and group the work for pytest-xdist (`--dist loadgroup --no-loadscope-reorder`).
+
+    The throwaway-host scenario is by far the longest test, so it goes first and keeps a worker to
+    itself; modules with slow tests follow, then the rest. Each module's tests stay together on one
+    worker (the module's own group), so a module-scoped server starts once, not once per worker.
+    """
+
+    def rank(item: pytest.Item) -> int:
+        if item.get_closest_marker("hosts"):
+            return 0
+        return 1 if item.get_closest_marker("slow") else 2
+
+    items.sort(key=rank)
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+
+
 def _leftovers() -> list[str]:
     """What this process started that is still alive."""
     lines = [f"process group {pgid} is still alive" for pgid in leftover_groups()]
