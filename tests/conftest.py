@@ -125,14 +125,24 @@ def mcp_server_argv() -> Callable[[str], list[str]]:
     return _mcp_server_argv
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Order and group the work for pytest-xdist (`--dist loadgroup --no-loadscope-reorder`).
+# Modules whose tests share an expensive session-wide server (one per xdist worker) run on one worker.
+SHARED_WORKER = {
+    module: group
+    for group, modules in {
+        "auth-gateway": (
+            "tests/auth/test_cors.py",
+            "tests/auth/test_proxy_trust.py",
+            "tests/auth/test_sdk_end_to_end.py",
+            "tests/auth/test_consent_in_chromium.py",
+        ),
+    }.items()
+    for module in modules
+}
 
-    The throwaway-host scenario is by far the longest test, so it goes first and keeps a worker to
-    itself; modules with slow tests follow, then the rest. Each module's tests stay together on one
-    worker (the module's own group), so a module-scoped server starts once, not once per worker.
-    """
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The throwaway-host scenario is by far the longest test, so it goes first; modules with slow tests
+    follow, then the rest (`scripts/test` keeps this order: --no-loadscope-reorder)."""
 
     def rank(item: pytest.Item) -> int:
         if item.get_closest_marker("hosts"):
@@ -140,9 +150,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return 1 if item.get_closest_marker("slow") else 2
 
     items.sort(key=rank)
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """pytest-xdist `--dist loadscope`: each module's tests run together on one worker (a module-scoped
+    server starts once, not once per worker), and the modules of SHARED_WORKER share one."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return SHARED_WORKER.get(module, module)
+
+    return ModuleScheduling(config, log)
 
 
 def _leftovers() -> list[str]:

@@ -25,7 +25,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 MOLECULE = REPO / "tests" / "hosts" / "molecule"
 
-pytestmark = [pytest.mark.hosts, pytest.mark.slow, pytest.mark.xdist_group("hosts")]
+pytestmark = [pytest.mark.hosts, pytest.mark.slow]
 
 
 def _stamp_lines(source, log, started: float) -> None:
