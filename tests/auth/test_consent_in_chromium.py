@@ -10,7 +10,8 @@ import pytest
 from tests.harness.oauthflow import api, authorize_url, pkce, register
 from tests.harness.procs import LOOPBACK
 
-pytestmark = [pytest.mark.slow, pytest.mark.browser]
+# One gateway per worker session: under pytest-xdist (--dist loadgroup) the suite's gateway tests share a worker.
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.xdist_group("auth-gateway")]
 playwright_api = pytest.importorskip("playwright.sync_api")
 ARGS = [
     "--no-sandbox",
