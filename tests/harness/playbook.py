@@ -120,8 +120,9 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
-# Stand-in ports lie above Linux's ephemeral range (32768-60999), where free_port() never lands, and are
-# replaced only as whole numbers; stand-in texts are words no template writes.
+# Stand-in ports lie above the bridge ports the roles derive (21000-24999) and above Linux's ephemeral range
+# (32768-60999), and are replaced only as whole numbers, so no other number in a rendered file is taken for
+# one; stand-in texts are words no template writes.
 _FIRST_STANDIN_PORT = 61001
 # What a filled-in value may contain: the rendered text is not re-escaped (systemd quoting, YAML, JSON).
 _PLAIN_VALUE = re.compile(r"[A-Za-z0-9_.~:/@+-]+")
