@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
-import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -26,16 +24,15 @@ import httpx
 import pytest
 import yaml
 
-from tests.ansible.playbooks import REPO, VENV_BIN, example_group_vars, read_env_file, render
-from tests.auth.gateway import DOMAIN, resolve_test_names
 from tests.harness.auth import AuthService, write_rsa_key
+from tests.harness.gateway import DOMAIN, Gateway, example_servers, gateway_files, resolve_test_names
 from tests.harness.github import GitHubStub
 from tests.harness.oauthflow import Browser, register, tokens_for
-from tests.harness.pebble import Pebble
+from tests.harness.playbook import REPO, VENV_BIN, read_env_file, render_cache
 from tests.harness.procs import LOOPBACK, ManagedProcess, free_port, wait_until
 from tests.harness.redis import RedisServer
-from tests.harness.traefik import traefik_binary
 
+# One gateway for the module: under pytest-xdist (--dist loadgroup) its tests stay on one worker.
 pytestmark = pytest.mark.slow
 
 NODE_BIN = REPO / "node_modules" / ".bin"
@@ -79,22 +76,28 @@ class EchoHandler(BaseHTTPRequestHandler):
 
 
 @dataclass
-class Gateway:
-    root: Path
-    https_port: int
-    api_port: int
-    traefik: ManagedProcess
+class DeployedGateway:
+    """The roles' routing (`routing`: Traefik and Pebble) in front of the auth service and bridges started
+    from the files the roles rendered."""
+
+    routing: Gateway
     auth: AuthService
-    pebble: Pebble
     github: GitHubStub
-    ca_file: Path
     resources: dict[str, str]
 
+    @property
+    def root(self) -> Path:
+        return self.routing.root
+
+    @property
+    def https_port(self) -> int:
+        return self.routing.https_port
+
     def url(self, host: str, path: str = "") -> str:
-        return f"https://{host}.{DOMAIN}:{self.https_port}{path}"
+        return self.routing.url(host, path)
 
     def client(self, **kwargs: Any) -> httpx.Client:
-        return httpx.Client(verify=ssl.create_default_context(cafile=str(self.ca_file)), timeout=20, **kwargs)
+        return self.routing.client(**kwargs)
 
     def token(self, name: str) -> str:
         browser = Browser(service=self.auth, github=self.github)
@@ -120,60 +123,34 @@ def start_bridge(name: str, env_file: Path, workdir: Path, extra_env: dict[str, 
     return proc
 
 
-def certificate_served(host: str, port: int, ca_file: Path) -> bool:
-    context = ssl.create_default_context(cafile=str(ca_file))
-    try:
-        with socket.create_connection((LOOPBACK, port), timeout=2) as sock:
-            with context.wrap_socket(sock, server_hostname=host):
-                return True
-    except (OSError, ssl.SSLError):
-        return False
-
-
 @pytest.fixture(scope="module")
 def gateway(
     tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer, github_stub: GitHubStub
-) -> Iterator[Gateway]:
-    root = tmp_path_factory.mktemp("gateway")
-    http_port, https_port, api_port, auth_port = (free_port() for _ in range(4))
-    pebble = Pebble(root / "pebble", http_port=http_port, tls_port=https_port)
-    servers = []
-    for server in example_group_vars()["mcp_servers"]:
-        server = {**server, "port": free_port()}
-        if server["name"] == "memory":
-            server["env"] = {**server.get("env", {}), "MEMORY_FILE_PATH": str(root / "memory.jsonl")}
-        servers.append(server)
-    echo_port = free_port()
-    servers.append({"name": "echo", "pip": "none", "command": "none", "port": echo_port})
-    render(
-        root,
-        gateway_domain=DOMAIN,
-        gateway_http_port=http_port,
-        gateway_https_port=https_port,
-        gateway_auth_port=auth_port,
-        gateway_redis_port=redis_server.port,
-        render_redis_password=redis_server.password,
-        traefik_internal_address=f"{LOOPBACK}:{api_port}",
-        traefik_dashboard=True,
-        gateway_acme_ca_server=pebble.directory_url,
-        gateway_acme_email="admin@example.test",
-        auth_github_url=github_stub.url,
-        auth_github_api_url=github_stub.api_url,
-        auth_github_client_id=github_stub.client_id,
-        auth_github_client_secret=github_stub.client_secret,
-        auth_workers=1,
-        mcp_servers=servers,
+) -> Iterator[DeployedGateway]:
+    files = gateway_files(render_cache(tmp_path_factory.getbasetemp()))
+    ports = {f"mcp-{server['name']}": free_port() for server in example_servers()}
+    routing = Gateway(
+        tmp_path_factory.mktemp("gateway"),
+        files,
+        {
+            "auth": free_port(),
+            "redis": redis_server.port,
+            "redis-password": redis_server.password,
+            "github": github_stub.port,
+            "github-client-id": github_stub.client_id,
+            "github-client-secret": github_stub.client_secret,
+            **ports,
+        },
     )
-    config = root / "etc" / "mcp-gateway"
-    auth_env = read_env_file(config / "auth.env")
+    auth_env = read_env_file(routing.config_dir / "auth.env")
     write_rsa_key(Path(auth_env["AUTH_SIGNING_KEYS"]))
     started: list[Any] = []
-    echo = ThreadingHTTPServer((LOOPBACK, echo_port), EchoHandler)
+    echo = ThreadingHTTPServer((LOOPBACK, ports["mcp-echo"]), EchoHandler)
     echo.daemon_threads = True
     threading.Thread(target=echo.serve_forever, daemon=True).start()
     try:
         auth = AuthService(
-            root / "auth",
+            routing.workdir / "auth",
             issuer=auth_env["AUTH_ISSUER"],
             redis_url=auth_env["AUTH_REDIS_URL"],
             resources=json.loads(auth_env["AUTH_RESOURCES"]),
@@ -183,29 +160,16 @@ def gateway(
             github_client_secret=auth_env["AUTH_GITHUB_CLIENT_SECRET"],
             signing_keys=[Path(auth_env["AUTH_SIGNING_KEYS"])],
             env=auth_env,
-            port=auth_port,
+            port=int(auth_env["AUTH_BIND"].rsplit(":", 1)[1]),
         )
         started.append(auth.start())
         for name in ("time", "memory"):
-            started.append(start_bridge(name, config / "servers" / f"{name}.env", root, {}))
-        started.append(pebble.start())
-        ca_file = pebble.write_root(root / "pebble-root.pem")
-        traefik = ManagedProcess(
-            "traefik",
-            [traefik_binary(), f"--configfile={root / 'etc' / 'traefik' / 'traefik.yml'}"],
-            log_dir=root,
-            env={**os.environ, "LEGO_CA_CERTIFICATES": str(pebble.api_ca_path)},
-        )
-        started.append(traefik)
-        traefik.start().wait_for_http(f"http://{LOOPBACK}:{api_port}/ping", timeout=30)
-        hosts = [f"{name}.{DOMAIN}" for name in ("auth", "time", "memory", "echo")]
-        for host in hosts:
-            if not wait_until(lambda host=host: certificate_served(host, https_port, ca_file), 120, interval=0.5):
-                raise AssertionError(f"no Pebble certificate for {host}; traefik log:\n{traefik.log_tail(40)}")
+            started.append(start_bridge(name, routing.config_dir / "servers" / f"{name}.env", routing.workdir, {}))
+        started.append(routing.start())
         github_stub.set_user("octocat")
         resources = {r["name"]: r["resource"] for r in json.loads(auth_env["AUTH_RESOURCES"])}
         with resolve_test_names():
-            yield Gateway(root, https_port, api_port, traefik, auth, pebble, github_stub, ca_file, resources)
+            yield DeployedGateway(routing, auth, github_stub, resources)
     finally:
         for part in reversed(started):
             part.stop()
@@ -213,20 +177,19 @@ def gateway(
         echo.server_close()
 
 
-def test_traefik_loads_every_router_and_middleware_without_errors(gateway: Gateway) -> None:
-    base = f"http://{LOOPBACK}:{gateway.api_port}/api/http"
-    routers = {r["name"]: r for r in httpx.get(f"{base}/routers", timeout=5).json()}
-    middlewares = {m["name"]: m for m in httpx.get(f"{base}/middlewares", timeout=5).json()}
+def test_traefik_loads_every_router_and_middleware_without_errors(gateway: DeployedGateway) -> None:
+    routers = {r["name"]: r for r in gateway.routing.api("http/routers")}
+    middlewares = {m["name"]: m for m in gateway.routing.api("http/middlewares")}
     expected = {"auth@file"} | {f"mcp-{n}{s}@file" for n in ("time", "memory", "echo") for s in ("", "-metadata")}
     assert expected <= set(routers)
     for name in expected:
         assert routers[name]["status"] == "enabled", routers[name]
     assert all(m["status"] == "enabled" for m in middlewares.values()), middlewares
-    log = re.sub(r"\x1b\[[0-9;]*m", "", gateway.traefik.log_path.read_text())
+    log = re.sub(r"\x1b\[[0-9;]*m", "", gateway.routing.traefik.log_path.read_text())
     assert " ERR " not in log and " WRN " not in log, log[-3000:]
 
 
-def test_plain_http_is_redirected_to_https(gateway: Gateway) -> None:
+def test_plain_http_is_redirected_to_https(gateway: DeployedGateway) -> None:
     static = yaml.safe_load((gateway.root / "etc/traefik/traefik.yml").read_text())
     http_port = static["entryPoints"]["web"]["address"].rsplit(":", 1)[1]
     response = httpx.get(f"http://time.{DOMAIN}:{http_port}/mcp", timeout=10)
@@ -234,7 +197,7 @@ def test_plain_http_is_redirected_to_https(gateway: Gateway) -> None:
     assert response.headers["location"].startswith(f"https://time.{DOMAIN}:{gateway.https_port}/mcp")
 
 
-def test_mcp_without_a_token_gets_the_oauth_challenge(gateway: Gateway) -> None:
+def test_mcp_without_a_token_gets_the_oauth_challenge(gateway: DeployedGateway) -> None:
     with gateway.client() as http:
         response = http.post(
             gateway.url("time", "/mcp"),
@@ -250,7 +213,7 @@ def test_mcp_without_a_token_gets_the_oauth_challenge(gateway: Gateway) -> None:
     assert "WWW-Authenticate" in response.headers["access-control-expose-headers"]
 
 
-def test_metadata_paths_answer_without_authentication(gateway: Gateway) -> None:
+def test_metadata_paths_answer_without_authentication(gateway: DeployedGateway) -> None:
     with gateway.client() as http:
         for path in ("/.well-known/oauth-protected-resource/mcp", "/.well-known/oauth-protected-resource"):
             response = http.get(gateway.url("time", path))
@@ -282,7 +245,7 @@ def test_metadata_paths_answer_without_authentication(gateway: Gateway) -> None:
         ("time", "/.well-known/oauth-protected-resource/..%2F..%2Fverify"),
     ],
 )
-def test_forward_auth_endpoint_is_not_reachable_from_outside(gateway: Gateway, host: str, path: str) -> None:
+def test_forward_auth_endpoint_is_not_reachable_from_outside(gateway: DeployedGateway, host: str, path: str) -> None:
     # Attack: call /verify directly (with forged forwarding headers) to learn about tokens or bypass checks.
     headers = {"X-Forwarded-Host": f"time.{DOMAIN}", "X-Forwarded-Uri": "/mcp", "X-Forwarded-Proto": "https"}
     with gateway.client() as http:
@@ -291,7 +254,7 @@ def test_forward_auth_endpoint_is_not_reachable_from_outside(gateway: Gateway, h
     assert not any(h.lower() in response.headers for h in IDENTITY)
 
 
-def test_cors_preflight_is_answered_without_authentication(gateway: Gateway) -> None:
+def test_cors_preflight_is_answered_without_authentication(gateway: DeployedGateway) -> None:
     headers = {
         "Origin": "https://inspector.example",
         "Access-Control-Request-Method": "POST",
@@ -325,7 +288,7 @@ def _result(response: httpx.Response) -> dict:
 
 
 @pytest.mark.parametrize(("name", "tool"), [("time", "get_current_time"), ("memory", "create_entities")])
-def test_a_token_gets_through_to_the_mcp_server(gateway: Gateway, name: str, tool: str) -> None:
+def test_a_token_gets_through_to_the_mcp_server(gateway: DeployedGateway, name: str, tool: str) -> None:
     token = gateway.token(name)
     url = gateway.url(name, "/mcp")
     initialize = {
@@ -349,7 +312,7 @@ def test_a_token_gets_through_to_the_mcp_server(gateway: Gateway, name: str, too
         assert tools.headers["x-content-type-options"] == "nosniff"
 
 
-def test_a_token_for_one_server_is_refused_by_another(gateway: Gateway) -> None:
+def test_a_token_for_one_server_is_refused_by_another(gateway: DeployedGateway) -> None:
     # Attack: replay a token issued for time.<domain> against memory.<domain> (no audience binding).
     token = gateway.token("time")
     with gateway.client() as http:
@@ -357,7 +320,7 @@ def test_a_token_for_one_server_is_refused_by_another(gateway: Gateway) -> None:
     assert response.status_code in (401, 403)
 
 
-def test_forged_identity_headers_and_the_token_never_reach_the_backend(gateway: Gateway) -> None:
+def test_forged_identity_headers_and_the_token_never_reach_the_backend(gateway: DeployedGateway) -> None:
     # Attack: claim another identity in the headers ForwardAuth sets, under their names and their aliases.
     token = gateway.token("echo")
     forged = {
@@ -377,13 +340,13 @@ def test_forged_identity_headers_and_the_token_never_reach_the_backend(gateway: 
     assert not {"x_auth_user", "x.auth.user"} & set(received)
 
 
-def test_forged_identity_without_a_token_is_refused(gateway: Gateway) -> None:
+def test_forged_identity_without_a_token_is_refused(gateway: DeployedGateway) -> None:
     with gateway.client() as http:
         response = http.post(gateway.url("echo", "/mcp"), json={}, headers={"X-Auth-User": "octocat"})
     assert response.status_code == 401
 
 
-def test_sse_streams_through_without_buffering(gateway: Gateway) -> None:
+def test_sse_streams_through_without_buffering(gateway: DeployedGateway) -> None:
     token = gateway.token("echo")
     headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
     with gateway.client() as http, http.stream("GET", gateway.url("echo", "/mcp"), headers=headers) as response:

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.ansible.playbooks import INVENTORY, REPO, VALIDATE_PLAYBOOK, example_group_vars, run_playbook
+from tests.ansible.playbooks import VALIDATE_PLAYBOOK
+from tests.harness.playbook import INVENTORY, REPO, example_group_vars, run_playbook
 
 GOOD_SECRETS = {"auth_github_client_id": "Iv1.0123456789abcdef", "auth_github_client_secret": "0123456789abcdef"}
 # The AUTH_* settings the auth role writes from its own variables, as its template names them.

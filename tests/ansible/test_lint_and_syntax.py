@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ansible.playbooks import INVENTORY, REPO, VENV_BIN, ansible_env
+from tests.harness.playbook import INVENTORY, REPO, VENV_BIN, ansible_env
 
 PLAYBOOKS = ["site.yml", *sorted(str(p.relative_to(REPO)) for p in (REPO / "playbooks").glob("*.yml"))]
 

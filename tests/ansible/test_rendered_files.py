@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.ansible.playbooks import changed_count, example_group_vars, read_env_file, render
+from tests.ansible.playbooks import changed_count
+from tests.harness.playbook import example_group_vars, read_env_file, render
 
 pytestmark = pytest.mark.slow
 

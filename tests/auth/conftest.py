@@ -77,10 +77,11 @@ def auth_factory(
             service.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def gateway(tmp_path_factory, redis_server, github_stub, test_ca):
-    """Traefik (TLS from the test CA) in front of the auth service and an MCP endpoint, per module."""
-    with running_gateway(tmp_path_factory.mktemp("gateway"), redis_server.url, github_stub, test_ca) as parts:
+    """The product's routing (Traefik run from the traefik role's own files, certificates from Pebble) in
+    front of the auth service and an MCP endpoint; shared by the session, since no test changes it."""
+    with running_gateway(tmp_path_factory, redis_server, github_stub, test_ca) as parts:
         yield parts
 
 

@@ -10,6 +10,7 @@ import pytest
 from tests.harness.oauthflow import api, authorize_url, pkce, register
 from tests.harness.procs import LOOPBACK
 
+# One gateway per worker session: under pytest-xdist (--dist loadgroup) the suite's gateway tests share a worker.
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 playwright_api = pytest.importorskip("playwright.sync_api")
 ARGS = [

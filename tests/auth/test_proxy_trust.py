@@ -1,17 +1,19 @@
-"""Forged X-Forwarded-* headers from the client do not survive the trusted hop (Traefik)."""
+"""Forged X-Forwarded-* headers from the client do not survive the trusted hop (Traefik, configured by the
+traefik role as deployed)."""
 
 import ssl
 
 import httpx
 import pytest
 
-from tests.auth.gateway import resolve_test_names
+from tests.auth.gateway import resolve_test_names, running_gateway
 
-pytestmark = pytest.mark.slow
+# One gateway per worker session: under pytest-xdist (--dist loadgroup) the suite's gateway tests share a worker.
+pytestmark = [pytest.mark.slow]
 
 
 def _client(gateway) -> httpx.Client:
-    return httpx.Client(verify=ssl.create_default_context(cafile=str(gateway.ca.cert_path)), timeout=10)
+    return httpx.Client(verify=ssl.create_default_context(cafile=str(gateway.ca_file)), timeout=10)
 
 
 def test_forged_forwarded_host_cannot_change_the_protected_resource_metadata(gateway):
@@ -47,11 +49,11 @@ def test_forged_forwarded_headers_cannot_steer_forward_auth_to_another_resource(
     )
 
 
-def test_forged_forwarded_for_cannot_evade_rate_limits(tmp_path, redis_factory, github_stub, test_ca):
-    from tests.auth.gateway import running_gateway
-
+def test_forged_forwarded_for_cannot_evade_rate_limits(tmp_path_factory, redis_factory, github_stub, test_ca):
+    # Its own gateway: the registration limit is lowered, and counted in a Redis of its own.
     redis = redis_factory()
-    with running_gateway(tmp_path, redis.url, github_stub, test_ca, env={"AUTH_RATELIMIT_REGISTER": "2/minute"}) as gw:
+    limit = {"AUTH_RATELIMIT_REGISTER": "2/minute"}
+    with running_gateway(tmp_path_factory, redis, github_stub, test_ca, env=limit) as gw:
         body = {"redirect_uris": ["http://127.0.0.1/cb"], "token_endpoint_auth_method": "none"}
         with resolve_test_names(), _client(gw) as http:
             statuses = [

@@ -1,4 +1,5 @@
-"""The official MCP SDK client, with its OAuth provider, through real Traefik with ForwardAuth.
+"""The official MCP SDK client, with its OAuth provider, through the gateway's own routing: the real
+Traefik run from the traefik role's rendered files (ForwardAuth, identity and token stripping, CORS).
 
 Discovery (401 -> PRM -> AS metadata), registration (DCR, or a Client ID Metadata Document served
 over HTTPS), consent, GitHub login at the stub, token, tool call, refresh, and a revoked token
@@ -27,7 +28,8 @@ from tests.auth.gateway import Gateway, resolve_test_names
 from tests.harness.oauthflow import Browser
 from tests.harness.procs import LOOPBACK, free_port
 
-pytestmark = pytest.mark.slow
+# One gateway per worker session: under pytest-xdist (--dist loadgroup) the suite's gateway tests share a worker.
+pytestmark = [pytest.mark.slow]
 CALLBACK = "http://127.0.0.1:47123/callback"
 
 
@@ -131,7 +133,7 @@ def make_provider(gateway: Gateway, storage: MemoryStorage, browser: Browser, ci
 async def run_client(gateway: Gateway, provider: OAuthClientProvider, mode: str) -> list:
     """Two tool calls with a refresh between them; the results, the refresh tokens seen and the
     negotiated protocol version."""
-    context = ssl.create_default_context(cafile=str(gateway.ca.cert_path))
+    context = ssl.create_default_context(cafile=str(gateway.ca_file))
     results: list = []
     storage = provider.context.storage
     async with httpx2.AsyncClient(auth=provider, verify=context, timeout=30) as http:
@@ -150,7 +152,7 @@ async def run_client(gateway: Gateway, provider: OAuthClientProvider, mode: str)
 
 
 async def call_once(gateway: Gateway, provider: OAuthClientProvider, mode: str) -> int:
-    context = ssl.create_default_context(cafile=str(gateway.ca.cert_path))
+    context = ssl.create_default_context(cafile=str(gateway.ca_file))
     async with httpx2.AsyncClient(auth=provider, verify=context, timeout=30) as http:
         transport = streamable_http_client(gateway.url("time", "/mcp"), http_client=http)
         async with Client(transport, mode=mode) as client:
@@ -159,7 +161,7 @@ async def call_once(gateway: Gateway, provider: OAuthClientProvider, mode: str) 
 
 
 def revoke_and_check(gateway: Gateway, storage: MemoryStorage) -> None:
-    verify = ssl.create_default_context(cafile=str(gateway.ca.cert_path))
+    verify = ssl.create_default_context(cafile=str(gateway.ca_file))
     token = storage.tokens.access_token
     info = storage.client_info
     form = {"token": token, "token_type_hint": "access_token", "client_id": info.client_id}
@@ -191,7 +193,7 @@ def test_sdk_client_with_dynamic_registration_calls_a_tool_refreshes_and_is_refu
     gateway, github_stub, mode
 ):
     storage = MemoryStorage()
-    browser = TraefikBrowser(gateway.auth, github_stub, ca_path=str(gateway.ca.cert_path))
+    browser = TraefikBrowser(gateway.auth, github_stub, ca_path=str(gateway.ca_file))
     with resolve_test_names():
         provider = make_provider(gateway, storage, browser)
         results = anyio.run(run_client, gateway, provider, mode)
@@ -215,7 +217,7 @@ def test_sdk_client_with_dynamic_registration_calls_a_tool_refreshes_and_is_refu
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 def test_sdk_client_with_a_client_id_metadata_document(gateway, github_stub, mode):
-    cert = gateway.ca.issue("localhost", stem="cimd")
+    cert = gateway.test_ca.issue("localhost", stem="cimd")
 
     def document(url):
         return {
@@ -229,7 +231,7 @@ def test_sdk_client_with_a_client_id_metadata_document(gateway, github_stub, mod
     server = CimdServer(cert, document)
     try:
         storage = MemoryStorage()
-        browser = TraefikBrowser(gateway.auth, github_stub, ca_path=str(gateway.ca.cert_path))
+        browser = TraefikBrowser(gateway.auth, github_stub, ca_path=str(gateway.ca_file))
         with resolve_test_names():
             provider = make_provider(gateway, storage, browser, cimd_url=server.url)
             results = anyio.run(run_client, gateway, provider, mode)
@@ -242,6 +244,6 @@ def test_sdk_client_with_a_client_id_metadata_document(gateway, github_stub, mod
 
 def test_verify_is_not_reachable_through_traefik(gateway):
     with resolve_test_names():
-        context = ssl.create_default_context(cafile=str(gateway.ca.cert_path))
+        context = ssl.create_default_context(cafile=str(gateway.ca_file))
         response = httpx.get(gateway.url("auth", "/verify"), verify=context, timeout=10)
     assert response.status_code == 404
