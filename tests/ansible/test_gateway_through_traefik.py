@@ -364,7 +364,7 @@ def test_sse_streams_through_without_buffering(gateway: DeployedGateway) -> None
     assert events[1][1] >= 1.5, events
 
 
-def test_the_access_log_keeps_no_query_string(gateway: Gateway) -> None:
+def test_the_access_log_keeps_no_query_string(gateway: DeployedGateway) -> None:
     # Attack: read the access log (the journal, on a host) for what travels in URLs: the upstream
     # authorization code and state of a login, and a bearer token a client put in the query string.
     code, state = "upstream-code-0f1e2d3c4b5a", "upstream-state-a5b4c3d2e1f0"
@@ -373,9 +373,9 @@ def test_the_access_log_keeps_no_query_string(gateway: Gateway) -> None:
         http.get(gateway.url("auth", f"/callback?code={code}&state={state}"))
         refused = http.post(gateway.url("time", f"/mcp?access_token={token}"), json={"jsonrpc": "2.0", "id": 1})
     assert refused.status_code == 401  # a token in the query string is no credential
-    path = gateway.traefik.log_path
-    assert wait_until(lambda: '"POST /mcp' in path.read_text(), 10, interval=0.2), gateway.traefik.log_tail(20)
-    log = path.read_text()
+    traefik = gateway.routing.traefik
+    assert wait_until(lambda: '"POST /mcp' in traefik.log_path.read_text(), 10, interval=0.2), traefik.log_tail(20)
+    log = traefik.log_path.read_text()
     assert '"GET /callback ' in log  # the request is still logged, without its query string
     for secret in (code, state, token, token.split(".")[2]):
-        assert secret not in log, gateway.traefik.log_tail(20)
+        assert secret not in log, traefik.log_tail(20)
