@@ -18,7 +18,8 @@ ALLOWED = {
     "last-event-id",
 }
 # What a browser client must be able to read (PROTOCOL.md, MCP Inspector).
-EXPOSED = {"mcp-session-id", "www-authenticate"}
+# A browser client must read its session, the challenge, and when to retry after a 429 or 503.
+EXPOSED = {"mcp-session-id", "www-authenticate", "retry-after", "x-ratelimit-remaining"}
 
 
 def _header_set(value: str) -> set[str]:
