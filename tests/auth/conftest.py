@@ -47,6 +47,12 @@ def service_kwargs(redis_url: str, github: GitHubStub, **overrides: Any) -> dict
     return kwargs
 
 
+def stop_all(services: list[AuthService]) -> None:
+    """Each gunicorn takes a second or more to shut down gracefully: stop them all at once."""
+    with ThreadPoolExecutor() as pool:
+        list(pool.map(AuthService.stop, services))
+
+
 class SharedServices:
     """The services of a session, one per distinct setting, started when a test first asks for it.
 
@@ -84,9 +90,7 @@ class SharedServices:
         return service
 
     def stop(self) -> None:
-        # Each gunicorn takes a second or two to shut down: stop them all at once.
-        with ThreadPoolExecutor() as pool:
-            list(pool.map(lambda running: running[0].stop(), self._running.values()))
+        stop_all([service for service, _ in self._running.values()])
 
 
 @pytest.fixture(scope="session")
@@ -124,8 +128,7 @@ def auth_factory(
     try:
         yield start
     finally:
-        for service in started:
-            service.stop()
+        stop_all(started)
 
 
 @pytest.fixture(scope="module")
