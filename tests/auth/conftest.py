@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -45,23 +47,76 @@ def service_kwargs(redis_url: str, github: GitHubStub, **overrides: Any) -> dict
     return kwargs
 
 
+def stop_all(services: list[AuthService]) -> None:
+    """Each gunicorn takes a second or more to shut down gracefully: stop them all at once."""
+    with ThreadPoolExecutor() as pool:
+        list(pool.map(AuthService.stop, services))
+
+
+class SharedServices:
+    """The services of a session, one per distinct setting, started when a test first asks for it.
+
+    Gunicorn takes seconds to start: tests that only talk to a service with changed settings share
+    it, as they share `auth_service`. A test that kills, stops or restarts a service, or points it at
+    a Redis it stops, starts a private one with `auth_factory` instead.
+    """
+
+    def __init__(self, workdir: Path, redis_server: RedisServer, github: GitHubStub) -> None:
+        self.workdir = workdir
+        self.redis_server = redis_server
+        self.github = github
+        self._running: dict[str, tuple[AuthService, int]] = {}
+
+    def get(self, *, empty_store: bool = False, **overrides: Any) -> AuthService:
+        """The running service with `overrides` (as `service_kwargs` takes them).
+
+        `empty_store`: the service keeps its data in a logical database of its own, emptied each
+        time a test asks for it, so the test sees no other test's records or rate-limit counters.
+        """
+        key = json.dumps({"empty_store": empty_store, **overrides}, sort_keys=True, default=str)
+        if key not in self._running:
+            db = self.redis_server.claim_database() if empty_store else 0
+            kwargs = service_kwargs(self.redis_server.url_for(db), self.github, **overrides)
+            service = AuthService(self.workdir / f"auth-{len(self._running)}", **kwargs)
+            service.start()  # a service that fails to start is stopped, and not kept
+            self._running[key] = (service, db)
+        service, db = self._running[key]
+        if empty_store:
+            client = self.redis_server.client(db)
+            try:
+                client.flushdb()
+            finally:
+                client.close()
+        return service
+
+    def stop(self) -> None:
+        stop_all([service for service, _ in self._running.values()])
+
+
 @pytest.fixture(scope="session")
-def auth_service(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer, github_stub: GitHubStub):
+def shared_services(
+    tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer, github_stub: GitHubStub
+) -> Iterator[SharedServices]:
+    services = SharedServices(tmp_path_factory.mktemp("shared-auth"), redis_server, github_stub)
+    try:
+        yield services
+    finally:
+        services.stop()
+
+
+@pytest.fixture(scope="session")
+def auth_service(shared_services: SharedServices) -> AuthService:
     """The shared service: issuer https://auth.example.test, resources time (everyone allowed) and
     fetch (alice only); users octocat, alice, bob. Rate limits out of the way; no /verify cache."""
-    service = AuthService(tmp_path_factory.mktemp("auth"), **service_kwargs(redis_server.url, github_stub))
-    service.start()
-    try:
-        yield service
-    finally:
-        service.stop()
+    return shared_services.get()
 
 
 @pytest.fixture
 def auth_factory(
     tmp_path: Path, redis_server: RedisServer, github_stub: GitHubStub
 ) -> Iterator[Callable[..., AuthService]]:
-    """Start a private service with changed settings; stopped after the test."""
+    """Start a private service with changed settings, for a test that kills, stops or restarts it;
+    stopped after the test. Tests that leave the service as they found it use `shared_services`."""
     started: list[AuthService] = []
 
     def start(redis_url: str | None = None, **overrides: Any) -> AuthService:
@@ -73,8 +128,7 @@ def auth_factory(
     try:
         yield start
     finally:
-        for service in started:
-            service.stop()
+        stop_all(started)
 
 
 @pytest.fixture(scope="session")
@@ -105,13 +159,33 @@ def browser(auth_service: AuthService, github: GitHubStub) -> Iterator[Browser]:
 
 
 @pytest.fixture
-def cimd_service(auth_factory, test_ca):
+def cimd_service(shared_services: SharedServices, test_ca) -> AuthService:
     """A service in test mode, allowed to fetch documents from `localhost`, with a 1 s deadline."""
-    return auth_factory(
+    return shared_services.get(
         test_mode=True,
         env={
             "AUTH_TEST_CIMD_ALLOWED_HOSTS": "localhost",
             "SSL_CERT_FILE": str(test_ca.cert_path),
             "AUTH_CIMD_TIMEOUT_MS": "1000",
+        },
+    )
+
+
+CODE_TTL = 10  # the least AUTH_CODE_TTL allows
+ACCESS_TTL = 30  # the least AUTH_ACCESS_TOKEN_TTL allows
+
+
+@pytest.fixture
+def short_lived(shared_services: SharedServices, test_ca) -> AuthService:
+    """A service whose codes live CODE_TTL and access tokens ACCESS_TTL seconds, on an empty store of
+    its own; in test mode, allowed to fetch metadata documents from `localhost`."""
+    return shared_services.get(
+        empty_store=True,
+        test_mode=True,
+        env={
+            "AUTH_CODE_TTL": str(CODE_TTL),
+            "AUTH_ACCESS_TOKEN_TTL": str(ACCESS_TTL),
+            "AUTH_TEST_CIMD_ALLOWED_HOSTS": "localhost",
+            "SSL_CERT_FILE": str(test_ca.cert_path),
         },
     )

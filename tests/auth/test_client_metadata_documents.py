@@ -1,4 +1,7 @@
-"""Client ID Metadata Documents: validated, cached, and fetched only through the SSRF guard."""
+"""Client ID Metadata Documents: validated, cached, and fetched only through the SSRF guard, within
+a deadline over the whole fetch; URLs the CIMD specification forbids are never fetched."""
+
+import time
 
 import pytest
 
@@ -8,6 +11,20 @@ from tests.harness.oauthflow import REDIRECT, Browser, authorize_url, exchange, 
 
 def good(handler, url):
     send_json(handler, document(url, [REDIRECT]), headers={"Cache-Control": "max-age=60"})
+
+
+def slow_headers(handler, url, seconds: float = 6.0) -> None:
+    """A slowloris answer: the status line, then one header byte at a time, never a body."""
+    handler.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+    handler.wfile.flush()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            handler.wfile.write(b"a")
+            handler.wfile.flush()
+        except OSError:
+            return
+        time.sleep(0.2)
 
 
 ROUTES = {
@@ -49,6 +66,7 @@ ROUTES = {
     ),
     "/no-code-grant.json": lambda h, url: send_json(h, document(url, [REDIRECT], grant_types=["client_credentials"])),
     "/deep.json": lambda h, url: send_bytes(h, b"[" * 8000 + b"]" * 8000),
+    "/slow-headers.json": slow_headers,
 }
 
 
@@ -192,9 +210,9 @@ def test_non_https_or_pathless_client_ids_are_not_documents(cimd_service, github
     assert "invalid_client" in outcome.response.text
 
 
-def test_document_fetches_are_rate_limited(auth_factory, redis_factory, test_ca, github, documents):
-    service = auth_factory(
-        redis_url=redis_factory().url,
+def test_document_fetches_are_rate_limited(shared_services, test_ca, github, documents):
+    service = shared_services.get(
+        empty_store=True,  # the fetch counter starts at zero
         test_mode=True,
         env={
             "AUTH_TEST_CIMD_ALLOWED_HOSTS": "localhost",
@@ -208,3 +226,54 @@ def test_document_fetches_are_rate_limited(auth_factory, redis_factory, test_ca,
         agent.close()
         texts.append(outcome.response.text)
     assert "Too many client metadata document fetches" in texts[2]
+
+
+def test_a_document_server_dripping_its_headers_cannot_hold_a_worker_past_the_deadline(cimd_service, github, documents):
+    """Attack: slowloris on the metadata fetch. Each byte comes before the per-read timeout, so only
+    a deadline over the whole fetch stops it; without one, a few such client_ids tie up every
+    gunicorn thread, and /verify (every MCP request) with them."""
+    started = time.monotonic()
+    agent, outcome = _open(cimd_service, github, documents.url("/slow-headers.json"))
+    elapsed = time.monotonic() - started
+    agent.close()
+    assert outcome.location is None and outcome.response.status_code == 400
+    assert "invalid_client" in outcome.response.text
+    assert "took too long" in outcome.response.text
+    assert elapsed < 3.0, f"the fetch held the request for {elapsed:.1f} s with a 1 s deadline"
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/a/../slow-headers.json", "/./slow-headers.json", "/a/%2e%2e/slow-headers.json", "/x/%2E/slow-headers.json"],
+)
+def test_client_ids_with_dot_segments_are_refused_without_a_fetch(cimd_service, github, documents, path):
+    """The CIMD specification: the client_id URL MUST NOT contain single- or double-dot path
+    segments. A server that normalizes them would serve another path's document under a client_id
+    that reads, on the consent page, like a different one."""
+    client_id = f"https://localhost:{documents.port}{path}"
+    before = dict(documents.hits)
+    agent, outcome = _open(cimd_service, github, client_id)
+    agent.close()
+    assert outcome.location is None and outcome.response.status_code == 400
+    assert "invalid_client" in outcome.response.text
+    assert documents.hits == before
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://[2002:7f00:1::]/client.json",  # 6to4 of 127.0.0.1
+        "https://[2002:a9fe:a9fe::1]/client.json",  # 6to4 of 169.254.169.254
+        "https://[2001:0:4136:e378:8000:63bf:f5ff:fffe]/client.json",  # Teredo
+        "https://[64:ff9b::a9fe:a9fe]/client.json",  # NAT64 of the metadata address
+        "https://2130706433/client.json",  # 127.0.0.1 written as one decimal number
+        "https://0177.0.0.1/client.json",  # 127.0.0.1 in octal
+    ],
+)
+def test_tunnelled_and_odd_forms_of_internal_addresses_are_refused(cimd_service, github, url):
+    """SSRF guard: addresses that embed an internal IPv4 address, or spell one oddly, are not public."""
+    agent, outcome = _open(cimd_service, github, url)
+    agent.close()
+    assert outcome.response.status_code == 400
+    assert "invalid_client" in outcome.response.text
+    assert "non-public address" in outcome.response.text or "does not resolve" in outcome.response.text

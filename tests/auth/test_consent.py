@@ -103,6 +103,20 @@ def test_consent_without_the_csrf_token_is_refused(browser, auth_service):
         assert outcome.response.status_code == 400
 
 
+def test_a_non_ascii_csrf_token_is_refused_not_a_server_error(browser, auth_service):
+    """hmac.compare_digest raises TypeError on non-ASCII str: the comparison must not crash."""
+    page = _consent_page(browser, auth_service, register(auth_service))
+    pending = re.search(r'name="pending" value="([^"]+)"', page.text).group(1)
+    outcome = browser.open(
+        f"{auth_service.issuer}/consent",
+        method="POST",
+        data={"csrf": "é" * 32, "pending": pending, "decision": "approve"},
+    )
+    assert outcome.location is None
+    assert outcome.response.status_code == 400
+    assert "did not come from this site" in outcome.response.text
+
+
 def test_consent_from_another_browser_session_is_refused(browser, auth_service, github):
     """Cross-site request forgery: the attacker's form carries the attacker's token, not the victim's."""
     from tests.harness.oauthflow import Browser

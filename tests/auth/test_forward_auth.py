@@ -11,7 +11,17 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from tests.harness.auth import write_rsa_key
-from tests.harness.oauthflow import FETCH, ISSUER, TIME, api, register, signed_by_service, tokens_for, verify
+from tests.harness.oauthflow import (
+    FETCH,
+    ISSUER,
+    TIME,
+    Browser,
+    api,
+    register,
+    signed_by_service,
+    tokens_for,
+    verify,
+)
 
 PRM_TIME = "https://time.example.test/.well-known/oauth-protected-resource/mcp"
 
@@ -33,11 +43,17 @@ def kid_of(auth_service) -> str:
         return http.get("/jwks").json()["keys"][0]["kid"]
 
 
-@pytest.fixture
-def live(browser, auth_service):
-    """A real token with its claims (from a full authorization)."""
-    client = register(auth_service)
-    tokens = tokens_for(browser, client)
+@pytest.fixture(scope="module")
+def live(auth_service, github_stub):
+    """A real token with its claims (from a full authorization), shared by the tests that only read it
+    (a test that revokes its token authorizes on its own)."""
+    github_stub.set_user("octocat")
+    agent = Browser(auth_service, github_stub)
+    try:
+        client = register(auth_service)
+        tokens = tokens_for(agent, client)
+    finally:
+        agent.close()
     return tokens, claims_of(tokens["access_token"]), client
 
 
@@ -156,8 +172,9 @@ def test_garbage_tokens_are_refused(auth_service, token):
     _refused(auth_service, token)
 
 
-def test_a_revoked_access_token_is_refused(auth_service, live):
-    tokens, _, client = live
+def test_a_revoked_access_token_is_refused(auth_service, browser):
+    client = register(auth_service)
+    tokens = tokens_for(browser, client)
     with api(auth_service) as http:
         response = http.post("/revoke", data={"token": tokens["access_token"], "client_id": client["client_id"]})
     assert response.status_code == 200

@@ -1,4 +1,5 @@
-"""The upstream leg: GitHub (Enterprise URLs), state and PKCE, secret sent, allowlist at login."""
+"""The upstream leg: GitHub (Enterprise URLs), state and PKCE, secret sent, allowlist at login; a
+callback whose state is not this browser's is refused."""
 
 import re
 from urllib.parse import parse_qs, urlsplit
@@ -51,6 +52,21 @@ def test_a_callback_with_a_foreign_state_is_refused(browser, auth_service, githu
         assert victim_view.response.status_code == 400
     finally:
         attacker.close()
+
+
+def test_a_non_ascii_upstream_state_is_refused_not_a_server_error(browser, auth_service):
+    outcome = browser.open(authorize_url(auth_service, register(auth_service)["client_id"], pkce()[1]))
+    assert outcome.is_consent_page
+    csrf = re.search(r'name="csrf" value="([^"]+)"', outcome.response.text).group(1)
+    pending = re.search(r'name="pending" value="([^"]+)"', outcome.response.text).group(1)
+    # Approve, but stop before GitHub: the browser session now expects a GitHub state.
+    response = browser._send(
+        "POST", f"{auth_service.issuer}/consent", {"csrf": csrf, "pending": pending, "decision": "approve"}
+    )
+    assert response.status_code == 303 and response.headers["location"].startswith(browser.github.url)
+    response = browser._send("GET", f"{auth_service.issuer}/callback?state=%C3%A9%C3%A9&code=x")
+    assert response.status_code == 400
+    assert "does not belong to this browser session" in response.text
 
 
 def test_github_refusing_the_code_shows_an_error_page(browser, auth_service, github):

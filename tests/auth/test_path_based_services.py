@@ -2,17 +2,24 @@
 
 import pytest
 
-from tests.auth.conftest import service_kwargs
-from tests.harness.auth import AuthService
 from tests.harness.oauthflow import Browser, api, register, tokens_for, verify
 
 TIME = "https://gw.example.test/time/mcp"
 FETCH = "https://gw.example.test/fetch/mcp"
+ALPHA = "https://x.example.test/alpha/mcp"
+BETA = "https://x.example.test/beta/mcp"
+# Two hosts with two services under each.
+RESOURCES = [
+    {"name": "time", "resource": TIME},
+    {"name": "fetch", "resource": FETCH},
+    {"name": "alpha", "resource": ALPHA},
+    {"name": "beta", "resource": BETA},
+]
 
 
 @pytest.fixture
-def path_service(auth_factory):
-    return auth_factory(resources=[{"name": "time", "resource": TIME}, {"name": "fetch", "resource": FETCH}])
+def path_service(shared_services):
+    return shared_services.get(resources=RESOURCES)
 
 
 def test_each_service_has_its_path_inserted_metadata_and_the_root_is_ambiguous(path_service):
@@ -34,27 +41,17 @@ def test_challenges_and_audiences_follow_the_path(path_service, github):
     assert verify(path_service, tokens["access_token"], FETCH).status_code == 401
 
 
-ALPHA = "https://x.example.test/alpha/mcp"
-BETA = "https://x.example.test/beta/mcp"
-
-
 @pytest.fixture(scope="module")
-def alpha_token(tmp_path_factory, redis_server, github_stub):
-    """A service with two resources under one host, and a token for alpha only."""
-    resources = [{"name": "alpha", "resource": ALPHA}, {"name": "beta", "resource": BETA}]
-    service = AuthService(
-        tmp_path_factory.mktemp("alpha-beta"), **service_kwargs(redis_server.url, github_stub, resources=resources)
-    ).start()
+def alpha_token(shared_services, github_stub):
+    """The service with two resources under each host, and a token for alpha only."""
+    service = shared_services.get(resources=RESOURCES)
+    github_stub.set_user("octocat")
+    agent = Browser(service, github_stub)
     try:
-        github_stub.set_user("octocat")
-        agent = Browser(service, github_stub)
-        try:
-            tokens = tokens_for(agent, register(service), resource=ALPHA)
-        finally:
-            agent.close()
-        yield service, tokens["access_token"]
+        tokens = tokens_for(agent, register(service), resource=ALPHA)
     finally:
-        service.stop()
+        agent.close()
+    return service, tokens["access_token"]
 
 
 TRAVERSALS = [

@@ -56,13 +56,15 @@ def test_refresh_cannot_widen_the_scope(browser, auth_service):
     assert response.json()["error"] == "invalid_scope"
 
 
-def test_refresh_and_live_tokens_stop_when_the_user_leaves_the_allowlist(
-    browser, auth_service, auth_factory, redis_server
-):
+def narrowed_service(shared_services, auth_service):
+    """`auth_service` as the operator restarted it without octocat in the allowlist (same Redis, same keys)."""
+    return shared_services.get(allowed_users="alice", signing_keys=auth_service.signing_keys)
+
+
+def test_refresh_and_live_tokens_stop_when_the_user_leaves_the_allowlist(browser, auth_service, shared_services):
     client = register(auth_service)
     tokens = tokens_for(browser, client)  # octocat
-    # The operator removes octocat and restarts the service (same Redis, same keys).
-    narrowed = auth_factory(allowed_users="alice", signing_keys=auth_service.signing_keys)
+    narrowed = narrowed_service(shared_services, auth_service)
     assert verify(narrowed, tokens["access_token"]).status_code == 401
     response = refresh(narrowed, client, tokens["refresh_token"])
     assert response.status_code == 400
@@ -71,11 +73,11 @@ def test_refresh_and_live_tokens_stop_when_the_user_leaves_the_allowlist(
     assert refresh(auth_service, client, tokens["refresh_token"]).status_code == 400
 
 
-def test_introspection_says_inactive_once_the_user_left_the_allowlist(browser, auth_service, auth_factory):
+def test_introspection_says_inactive_once_the_user_left_the_allowlist(browser, auth_service, shared_services):
     """/verify refuses a removed user's live token; introspection must not call it active."""
     client = register(auth_service)
     tokens = tokens_for(browser, client)  # octocat
-    narrowed = auth_factory(allowed_users="alice", signing_keys=auth_service.signing_keys)
+    narrowed = narrowed_service(shared_services, auth_service)
     for token in (tokens["access_token"], tokens["refresh_token"]):
         with api(narrowed) as http:
             answer = http.post("/introspect", data={"token": token, "client_id": client["client_id"]})
@@ -123,8 +125,8 @@ def test_racing_refreshes_with_one_token_cannot_both_win(browser, auth_service):
     assert len(live) == 1
 
 
-def test_racing_refreshes_without_a_grace_cannot_both_win(auth_factory, github):
-    service = auth_factory(env={"AUTH_REFRESH_REUSE_GRACE": "0"})
+def test_racing_refreshes_without_a_grace_cannot_both_win(shared_services, github):
+    service = shared_services.get(env={"AUTH_REFRESH_REUSE_GRACE": "0"})
     browser = Browser(service, github)
     try:
         client = register(service)
@@ -140,46 +142,41 @@ WRITES = {"SET", "SETEX", "DEL", "UNLINK", "GETDEL", "EXPIRE", "PEXPIRE", "ZADD"
 WRITES |= {"SADD", "SREM", "MULTI", "EXEC", "INCR", "INCRBY", "HSET", "HDEL"}
 
 
-def test_a_rotation_is_one_atomic_write_in_few_round_trips(auth_factory, redis_factory, github):
+def test_a_rotation_is_one_atomic_write_in_few_round_trips(browser, auth_service, redis_server):
     """Watch Redis (MONITOR) during one refresh: everything the rotation writes is written by one
     script, so no crash can fall between spending the old token and storing the new one; and the
     request costs few round trips. (Rate-limit counters are written separately; they hold no token.)"""
     import threading
 
-    redis = redis_factory()
-    service = auth_factory(redis_url=redis.url)
-    browser = Browser(service, github)
-    try:
-        client = register(service)
-        tokens = refresh(service, client, tokens_for(browser, client)["refresh_token"]).json()  # scripts loaded
-        seen: list[dict] = []
-        watcher = redis.client()
-        with watcher.monitor() as monitor:
-            ready = threading.Event()
+    db = int(auth_service.env["AUTH_REDIS_URL"].rsplit("/", 1)[1])
+    client = register(auth_service)
+    tokens = refresh(auth_service, client, tokens_for(browser, client)["refresh_token"]).json()  # scripts loaded
+    seen: list[dict] = []
+    watcher = redis_server.client()
+    with watcher.monitor() as monitor:
+        ready = threading.Event()
 
-            def listen() -> None:
-                ready.set()
-                for command in monitor.listen():
-                    if "rotation-watch-done" in command["command"]:
-                        return
+        def listen() -> None:
+            ready.set()
+            for command in monitor.listen():
+                if "rotation-watch-done" in command["command"]:
+                    return
+                if command["db"] == db:  # MONITOR shows every database of the server
                     seen.append(command)
 
-            thread = threading.Thread(target=listen)
-            thread.start()
-            ready.wait()
-            response = refresh(service, client, tokens["refresh_token"])
-            redis.client().echo("rotation-watch-done")
-            thread.join(timeout=10)
-        assert response.status_code == 200, response.text
-        ours = [c for c in seen if c.get("client_type") != "lua" and ":rl" not in c["command"]]
-        names = [c["command"].split()[0].upper() for c in ours]
-        writes = [n for n in names if n in WRITES]
-        assert not writes, [c["command"] for c in ours]
-        assert names.count("EVALSHA") + names.count("EVAL") == 1, names
-        inside = [c["command"].split()[0].upper() for c in seen if c.get("client_type") == "lua"]
-        assert {"DEL", "SET", "EXPIRE", "ZADD"} <= set(inside), inside
-        data = [n for n in names if n not in ("HELLO", "AUTH", "CLIENT", "SELECT", "PING")]
-        assert len(data) <= 5, names
-
-    finally:
-        browser.close()
+        thread = threading.Thread(target=listen)
+        thread.start()
+        ready.wait()
+        response = refresh(auth_service, client, tokens["refresh_token"])
+        redis_server.client().echo("rotation-watch-done")
+        thread.join(timeout=10)
+    assert response.status_code == 200, response.text
+    ours = [c for c in seen if c.get("client_type") != "lua" and ":rl" not in c["command"]]
+    names = [c["command"].split()[0].upper() for c in ours]
+    writes = [n for n in names if n in WRITES]
+    assert not writes, [c["command"] for c in ours]
+    assert names.count("EVALSHA") + names.count("EVAL") == 1, names
+    inside = [c["command"].split()[0].upper() for c in seen if c.get("client_type") == "lua"]
+    assert {"DEL", "SET", "EXPIRE", "ZADD"} <= set(inside), inside
+    data = [n for n in names if n not in ("HELLO", "AUTH", "CLIENT", "SELECT", "PING")]
+    assert len(data) <= 5, names

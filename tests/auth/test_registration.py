@@ -2,7 +2,8 @@
 
 import pytest
 
-from tests.harness.oauthflow import REDIRECT, api, register, tokens_for, verify
+from tests.harness.oauthflow import REDIRECT, Browser, api, authorize_url, pkce, register, tokens_for, verify
+from tests.harness.procs import wait_until
 
 
 def test_public_client_registration_returns_what_rfc7591_and_7592_promise(auth_service):
@@ -160,14 +161,20 @@ def test_deleting_a_client_revokes_its_tokens(auth_service, browser):
     assert response.json()["error"] == "invalid_client"
 
 
-def test_an_expired_registration_answers_invalid_client_so_clients_re_register(auth_factory, github):
-    import time
-
-    from tests.harness.oauthflow import Browser, authorize_url, pkce
-
-    service = auth_factory(env={"AUTH_CLIENT_TTL": "2"})
+def test_an_expired_registration_answers_invalid_client_so_clients_re_register(shared_services, github):
+    service = shared_services.get(env={"AUTH_CLIENT_TTL": "1"})  # the shortest life a registration can have
     client = register(service)
-    time.sleep(3)
+
+    def refresh_answer():
+        with api(service) as http:
+            return http.post(
+                "/token", data={"grant_type": "refresh_token", "refresh_token": "x", "client_id": client["client_id"]}
+            )
+
+    assert wait_until(lambda: refresh_answer().status_code == 401, timeout=10, interval=0.2)
+    response = refresh_answer()
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_client"
     agent = Browser(service, github)
     try:
         _, challenge = pkce()
@@ -175,9 +182,3 @@ def test_an_expired_registration_answers_invalid_client_so_clients_re_register(a
     finally:
         agent.close()
     assert outcome.location is None and "invalid_client" in outcome.response.text
-    with api(service) as http:
-        response = http.post(
-            "/token", data={"grant_type": "refresh_token", "refresh_token": "x", "client_id": client["client_id"]}
-        )
-    assert response.status_code == 401
-    assert response.json()["error"] == "invalid_client"

@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from tests.harness.oauthflow import Browser, api, refresh, register, tokens_for, verify
+from tests.harness.procs import StartupError
 
 pytestmark = pytest.mark.slow
 
@@ -54,17 +55,40 @@ def test_no_sigkill_during_a_refresh_logs_the_user_out(auth_factory, redis_serve
 
     The moment of the kill is steered towards the end of the request, where it matters: earlier when
     the answer arrived, later when the old token was still unspent, so that most rounds kill the
-    service between its write and the client reading the answer, or close to it."""
-    service = auth_factory()
-    browser = Browser(service, github)
+    service between its write and the client reading the answer, or close to it.
+
+    Two services of one deployment (same Redis, same signing key) take turns: while the one killed
+    restarts, the client goes on with the other, as it would with the restarted one (all state is in
+    Redis). A restart takes seconds and a round a fraction of one, so the turns double the rounds."""
+    first = auth_factory()
+    services = [first, auth_factory(signing_keys=first.signing_keys)]
+    restarts: dict[int, threading.Thread] = {}
+    failures: list[StartupError] = []
+
+    def restart(service) -> None:
+        try:
+            service.start()
+        except StartupError as exc:  # reported by the round that needs this service
+            failures.append(exc)
+
+    def running(turn: int):
+        """The service whose turn it is, once its restart (if any) is done."""
+        thread = restarts.pop(turn % 2, None)
+        if thread is not None:
+            thread.join()
+        assert not failures, failures
+        return services[turn % 2]
+
+    browser = Browser(first, github)
     redis = redis_server.client()
     try:
-        client = register(service)
+        client = register(first)
         held = tokens_for(browser, client)["refresh_token"]
         delay = step = 0.0
         deadline = time.monotonic() + TIME_BUDGET
         outcomes: list[str] = []
         while len(outcomes) < ROUNDS and time.monotonic() < deadline:
+            service = running(len(outcomes))
             # The user observable, and the timing of a refresh on the service as it now runs.
             started = time.monotonic()
             after = refresh(service, client, held)
@@ -77,9 +101,9 @@ def test_no_sigkill_during_a_refresh_logs_the_user_out(auth_factory, redis_serve
 
             answer: list[httpx.Response] = []
 
-            def call(token: str = held, out: list = answer) -> None:
+            def call(token: str = held, out: list = answer, target=service) -> None:
                 try:
-                    out.append(refresh(service, client, token))
+                    out.append(refresh(target, client, token))
                 except httpx.HTTPError:
                     pass  # the connection died with the service: the answer is lost
 
@@ -88,7 +112,8 @@ def test_no_sigkill_during_a_refresh_logs_the_user_out(auth_factory, redis_serve
             time.sleep(delay)
             service.kill()
             worker.join(timeout=20)
-            service.start()
+            restarts[len(outcomes) % 2] = threading.Thread(target=restart, args=(service,))
+            restarts[len(outcomes) % 2].start()
             if answer:
                 assert answer[0].status_code == 200, f"round {len(outcomes)}: {answer[0].status_code} {answer[0].text}"
                 held = answer[0].json()["refresh_token"]
@@ -100,10 +125,12 @@ def test_no_sigkill_during_a_refresh_logs_the_user_out(auth_factory, redis_serve
             else:
                 outcomes.append("answer lost after the write")
             step = max(step * 0.85, 0.001)
-        final = refresh(service, client, held)
+        final = refresh(running(len(outcomes)), client, held)
         assert final.status_code == 200, f"logged out after the last round ({outcomes[-1:]}): {final.text}"
         assert len(outcomes) >= 10, f"only {len(outcomes)} rounds within {TIME_BUDGET}s"
         print({kind: outcomes.count(kind) for kind in sorted(set(outcomes))})
     finally:
+        for thread in restarts.values():
+            thread.join()  # before auth_factory stops the services
         redis.close()
         browser.close()

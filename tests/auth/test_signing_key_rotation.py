@@ -11,17 +11,11 @@ def _kids(service):
         return [k["kid"] for k in http.get("/jwks").json()["keys"]]
 
 
-def test_old_tokens_keep_working_while_the_old_key_is_listed(auth_factory, github, tmp_path):
-    old, new = write_rsa_key(tmp_path / "old.pem"), write_rsa_key(tmp_path / "new.pem")
-    before = auth_factory(signing_keys=[old])
-    agent = Browser(before, github)
-    try:
-        client = register(before)
-        old_token = tokens_for(agent, client)["access_token"]
-    finally:
-        agent.close()
-    (old_kid,) = _kids(before)
-    before.stop()
+def test_old_tokens_keep_working_while_the_old_key_is_listed(auth_service, browser, auth_factory, github, tmp_path):
+    # Before the rotation: the shared service, signing with its one key.
+    (old,), new = auth_service.signing_keys, write_rsa_key(tmp_path / "new.pem")
+    old_token = tokens_for(browser, register(auth_service))["access_token"]
+    (old_kid,) = _kids(auth_service)
 
     rotated = auth_factory(signing_keys=[new, old])
     kids = _kids(rotated)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import secrets
 import shutil
-import time
 from pathlib import Path
 
 import redis as redis_py
 
-from tests.harness.procs import LOOPBACK, ManagedProcess, free_port
+from tests.harness.procs import LOOPBACK, ManagedProcess, free_port, wait_until
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -19,7 +18,12 @@ class RedisServer:
 
     The data directory lives in `workdir`, so stop()/kill() followed by start()
     restarts the same server with its data, as a crash and restart would.
+
+    A test that must see an empty store needs no server of its own: `claim_database()` hands it one
+    of the server's logical databases (`url_for(db)`), empty, that nothing else in this process uses.
     """
+
+    DATABASES = 16  # Redis's default number of logical databases; 0 is the one `url` names
 
     def __init__(self, workdir: Path, *, password: str | None = None, port: int | None = None) -> None:
         self.workdir = Path(workdir)
@@ -28,10 +32,28 @@ class RedisServer:
         self.port = port or free_port()
         self.host = LOOPBACK
         self._proc: ManagedProcess | None = None
+        self._claimed: set[int] = {0}
 
     @property
     def url(self) -> str:
-        return f"redis://:{self.password}@{self.host}:{self.port}/0"
+        return self.url_for(0)
+
+    def url_for(self, db: int) -> str:
+        return f"redis://:{self.password}@{self.host}:{self.port}/{db}"
+
+    def claim_database(self) -> int:
+        """A logical database nobody in this process has claimed, emptied (a server outlives the tests
+        that wrote to it, and AOF keeps what they wrote across a restart)."""
+        free = [db for db in range(self.DATABASES) if db not in self._claimed]
+        if not free:
+            raise RuntimeError(f"all {self.DATABASES} databases of redis-{self.port} are claimed")
+        self._claimed.add(free[0])
+        client = self.client(free[0])
+        try:
+            client.flushdb()
+        finally:
+            client.close()
+        return free[0]
 
     def _config(self) -> Path:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -63,19 +85,22 @@ class RedisServer:
         self._proc.start().wait_for_port(self.port, timeout=timeout)
         # The port opens before the AOF is loaded; wait for a real answer.
         client = self.client()
+
+        def answers() -> bool:
+            try:
+                return bool(client.ping())
+            except redis_py.BusyLoadingError:
+                return False
+
         try:
-            for _ in range(200):
-                try:
-                    client.ping()
-                    break
-                except redis_py.BusyLoadingError:
-                    time.sleep(0.05)
+            if not wait_until(answers, timeout):
+                raise RuntimeError(f"redis-{self.port} was still loading its data after {timeout}s")
         finally:
             client.close()
         return self
 
-    def client(self) -> redis_py.Redis:
-        return redis_py.Redis.from_url(self.url, socket_timeout=5)
+    def client(self, db: int = 0) -> redis_py.Redis:
+        return redis_py.Redis.from_url(self.url_for(db), socket_timeout=5)
 
     def running(self) -> bool:
         return self._proc is not None and self._proc.running()

@@ -1,13 +1,13 @@
-"""What Redis keeps: the per-client and per-user grant indexes hold live grants only, so a client
-that authorizes for ever (one metadata-document client serves every user) does not grow a key for ever."""
-
-import re
-import time
+"""What Redis keeps is bounded: the per-client and per-user grant indexes hold live grants only, so a
+client that authorizes for ever (one metadata-document client serves every user) does not grow a key
+for ever; a registration nobody uses is dropped within a day."""
 
 import httpx
 import redis
 
-from tests.harness.oauthflow import Browser, api, authorize_url, get_code, pkce, register, tokens_for, verify
+from tests.auth.conftest import CODE_TTL
+from tests.harness.oauthflow import Browser, api, get_code, pkce, register, tokens_for, verify
+from tests.harness.procs import wait_until
 
 
 def _members(client: redis.Redis, pattern: str) -> dict[str, int]:
@@ -21,56 +21,48 @@ def _members(client: redis.Redis, pattern: str) -> dict[str, int]:
     return sizes
 
 
-def test_grant_indexes_drop_grants_that_expired(auth_factory, redis_factory, github):
-    store = redis_factory()
-    service = auth_factory(redis_url=store.url, env={"AUTH_CODE_TTL": "10"})
-    client = register(service)
-    browser = Browser(service, github)
+def test_grant_indexes_drop_grants_that_expired(short_lived, github):
+    client = register(short_lived)
+    r = redis.Redis.from_url(short_lived.env["AUTH_REDIS_URL"], decode_responses=True)  # its own, empty
+    browser = Browser(short_lived, github)
     try:
         live = tokens_for(browser, client)  # exchanged: its grant lives on (refresh lifetime)
         for _ in range(3):  # codes never exchanged: their grants end with the codes
             assert "code" in get_code(browser, client["client_id"], pkce()[1])
-        time.sleep(11)
+        assert wait_until(lambda: len(list(r.scan_iter("mcpgw:grant:*"))) == 1, timeout=CODE_TTL + 10, interval=0.2)
         assert "code" in get_code(browser, client["client_id"], pkce()[1])
     finally:
         browser.close()
-    r = redis.Redis.from_url(store.url, decode_responses=True)
     by_client = _members(r, f"mcpgw:*{client['client_id']}")
     by_user = _members(r, "mcpgw:*octocat")
     assert sum(by_client.values()) == 2, by_client  # the exchanged grant and the newest code's
     assert sum(by_user.values()) == 2, by_user
-    assert verify(service, live["access_token"]).status_code == 200
+    assert verify(short_lived, live["access_token"]).status_code == 200
 
 
 def test_deleting_a_client_still_ends_a_grant_listed_by_the_previous_storage_format(
-    auth_factory, redis_factory, github
+    auth_service, redis_server, browser
 ):
     """Upgrade safety: an index written as a plain set by an earlier version is still honoured."""
-    store = redis_factory()
-    service = auth_factory(redis_url=store.url)
-    client = register(service)
-    browser = Browser(service, github)
-    try:
-        tokens = tokens_for(browser, client)
-    finally:
-        browser.close()
-    r = redis.Redis.from_url(store.url, decode_responses=True)
+    client = register(auth_service)
+    tokens = tokens_for(browser, client)
+    r = redis.Redis.from_url(redis_server.url, decode_responses=True)
     gids = set()
-    for key in list(r.scan_iter(f"mcpgw:*{client['client_id']}")):
+    for key in list(r.scan_iter(f"mcpgw:*{client['client_id']}")):  # this client's keys only
         if r.type(key) == "zset":
             gids |= set(r.zrange(key, 0, -1))
             r.delete(key)
     assert gids
     r.sadd(f"mcpgw:client-grants:{client['client_id']}", *gids)
     with httpx.Client(
-        base_url=service.url, headers={"Host": "auth.example.test", "X-Forwarded-Proto": "https"}
+        base_url=auth_service.url, headers={"Host": "auth.example.test", "X-Forwarded-Proto": "https"}
     ) as http:
         response = http.delete(
             f"/register/{client['client_id']}",
             headers={"Authorization": f"Bearer {client['registration_access_token']}"},
         )
     assert response.status_code == 204
-    assert verify(service, tokens["access_token"]).status_code == 401
+    assert verify(auth_service, tokens["access_token"]).status_code == 401
 
 
 def test_a_registration_that_never_authorizes_is_kept_a_day_at_most(browser, auth_service, redis_server):
@@ -87,24 +79,3 @@ def test_a_registration_that_never_authorizes_is_kept_a_day_at_most(browser, aut
     with api(auth_service, headers={"Authorization": f"Bearer {client['registration_access_token']}"}) as http:
         read = http.get(f"/register/{client['client_id']}").json()
     assert "unused" not in read and "expires_at" not in read
-
-
-def test_the_consent_form_is_rate_limited(auth_factory, redis_factory, github):
-    """Every approval stores the GitHub leg's state: the form is limited like /authorize."""
-    service = auth_factory(redis_url=redis_factory().url, env={"AUTH_RATELIMIT_AUTHORIZE": "3/minute"})
-    client = register(service)
-    browser = Browser(service, github)
-    try:
-        outcome = browser.open(authorize_url(service, client["client_id"], pkce()[1]))
-        assert outcome.is_consent_page
-        csrf = re.search(r'name="csrf" value="([^"]+)"', outcome.response.text).group(1)
-        statuses = []
-        for _ in range(4):
-            response = browser._send(
-                "POST", f"{service.issuer}/consent", {"csrf": csrf, "pending": "nope", "decision": "approve"}
-            )
-            statuses.append(response.status_code)
-    finally:
-        browser.close()
-    assert statuses[:3] == [400, 400, 400]
-    assert statuses[3] == 429
