@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import httpx
+import pytest
 
 from tests.bridge.rawhttp import initialize, legacy_headers, modern_request, rpc_messages
 from tests.harness.bridge import Bridge
@@ -19,6 +20,12 @@ def _counter(text: str, name: str) -> float:
     match = re.search(rf"^{name} (\S+)$", text, flags=re.MULTILINE)
     assert match, f"{name} missing from /metrics"
     return float(match.group(1))
+
+
+@pytest.fixture
+def http() -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=20) as client:
+        yield client
 
 
 def test_health_does_not_spawn_a_child_per_check(
@@ -121,3 +128,12 @@ def test_error_codes_a_server_makes_up_leave_metrics_bounded(
         ("2026-07-28", "other"): len(made_up),
         ("2026-07-28", str(known)): 1,
     }
+
+
+def test_made_up_http_methods_do_not_grow_the_metrics(http: httpx.Client, plain_bridge: Bridge) -> None:
+    # Before: every distinct method a client made up became a metrics series of its own, for ever.
+    for n in range(5):
+        http.request(f"FROB{n}", plain_bridge.url)
+    metrics = http.get(f"{plain_bridge.base_url}/metrics").text
+    assert 'method="FROB' not in metrics
+    assert 'method="other"' in metrics

@@ -168,3 +168,13 @@ async def test_the_sdk_client_mirrors_mcp_param_headers_that_pass(plain_bridge: 
             await client.list_tools()
             result = await client.call_tool("routed", {"region": "ap-south"})
     assert result.content[0].text == "region ap-south"
+
+
+@pytest.mark.parametrize("method", ["subscriptions/listen", "initialize", "logging/setLevel", "resources/subscribe"])
+def test_methods_the_2026_bridge_does_not_offer_are_32601(
+    http: httpx.Client, plain_bridge: Bridge, method: str
+) -> None:
+    body, headers = modern_request(method)
+    response = http.post(plain_bridge.url, json=body, headers=headers)
+    assert response.status_code == 404 and response.json()["error"]["code"] == -32601
+    assert "mcp-session-id" not in response.headers

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import httpx
 import pytest
 
@@ -97,3 +99,32 @@ def test_a_foreign_origin_gets_no_cors_headers(http: httpx.Client, plain_bridge:
     preflight = http.options(plain_bridge.url, headers={"Origin": "https://evil.example"})
     assert preflight.status_code in (403, 405)
     assert "access-control-allow-origin" not in preflight.headers
+
+
+def test_a_chunked_body_over_the_limit_is_413(http: httpx.Client, plain_bridge: Bridge) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"'
+        for _ in range(20):
+            yield b"x" * 8192  # no Content-Length: the limit must hold while reading
+        yield b'"}}}'
+
+    _, headers = modern_request("tools/call", {"name": "echo", "arguments": {}})
+    response = http.post(plain_bridge.url, content=chunks(), headers={**headers, "Content-Type": "application/json"})
+    assert response.status_code == 413
+
+
+def test_a_browser_preflight_may_send_mcp_param_headers(http: httpx.Client, plain_bridge: Bridge) -> None:
+    # Before: the fixed list left out Mcp-Param-* headers, so a 2026-07-28 browser client (the Inspector)
+    # could not call a tool that routes an argument in one.
+    preflight = http.options(
+        plain_bridge.url,
+        headers={
+            "Origin": "http://localhost:6274",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "mcp-protocol-version, mcp-param-region, x-evil",
+        },
+    )
+    assert preflight.status_code == 204
+    allowed = [h.strip().lower() for h in preflight.headers["access-control-allow-headers"].split(",")]
+    assert "mcp-param-region" in allowed and "mcp-protocol-version" in allowed
+    assert "x-evil" not in allowed

@@ -1,4 +1,5 @@
-"""SSE as a reverse proxy needs it: keep-alive comments while a request runs, no buffering, one event per message."""
+"""SSE as a reverse proxy needs it: keep-alive comments while a request runs, no buffering, one event per
+message; and on a burst of notifications the answer still comes (notifications may be thinned out)."""
 
 from __future__ import annotations
 
@@ -59,3 +60,26 @@ def test_every_sse_event_is_one_complete_json_rpc_message(plain_bridge: Bridge) 
     assert [m.get("method") for m in messages] == ["notifications/message", None]
     assert messages[-1]["id"] == 6
     assert len(messages[-1]["result"]["content"][0]["text"]) == 512 * 1024
+
+
+def test_the_answer_after_a_burst_of_progress_notifications_is_never_dropped(
+    start_bridge: Callable[..., Bridge], misbehaving_argv: list[str]
+) -> None:
+    # Before: the answer shared a 256-slot buffer with the notifications and was dropped when a burst filled
+    # it; the client then got keep-alive comments for ever and never its result.
+    bridge = start_bridge(misbehaving_argv, pool_size=1, request_timeout=20, sse_keepalive=1)
+    params = {"name": "progress", "arguments": {"count": 400}, "_meta": {"progressToken": "burst"}}
+    body, headers = modern_request("tools/call", params)
+    text, deadline = "", time.monotonic() + 15
+    with httpx.Client(timeout=30) as http, http.stream("POST", bridge.url, json=body, headers=headers) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for chunk in response.iter_text():
+            text += chunk
+            if time.monotonic() > deadline:
+                break
+    messages = sse_messages(text)
+    assert messages[-1].get("id") == 1, f"no answer after {len(messages)} messages"
+    assert messages[-1]["result"]["content"][0]["text"] == "progress done"
+    progress = [m for m in messages if m.get("method") == "notifications/progress"]
+    assert progress and all(m["params"]["progressToken"] == "burst" for m in progress)
+    assert [m["params"]["progress"] for m in progress] == sorted(m["params"]["progress"] for m in progress)

@@ -1,5 +1,6 @@
-"""A child that stops reading its stdin: the bridge notices within the request timeout, replaces the child,
-and the session goes on; clients never wait without end."""
+"""Back-pressure: a child that stops reading its stdin is noticed within the request timeout and replaced, a
+full in-flight cap answers 503 at once, and a burst of calls asks the child for its tools once. Clients
+never wait without end, and the child is not flooded."""
 
 from __future__ import annotations
 
