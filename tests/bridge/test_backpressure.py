@@ -5,14 +5,14 @@ never wait without end, and the child is not flooded."""
 from __future__ import annotations
 
 import concurrent.futures
-import re
 import time
 from collections.abc import Callable
 
 import httpx
 
-from tests.bridge.rawhttp import initialize, legacy_headers, modern_request, rpc_messages
+from tests.bridge.rawhttp import IN_FLIGHT, initialize, legacy_headers, metric, modern_request, rpc_messages
 from tests.harness.bridge import Bridge
+from tests.harness.procs import wait_until
 
 
 def _call(name: str, request_id: int, arguments: dict | None = None) -> dict:
@@ -60,15 +60,10 @@ def test_the_in_flight_cap_covers_handshake_era_posts(
             with httpx.Client(timeout=30) as own:
                 return own.post(bridge.url, json=_call("hang", request_id), headers=legacy_headers(session))
 
-        def in_flight() -> float:
-            metrics = http.get(f"{bridge.base_url}/metrics").text
-            return float(re.search(r"^mcp_proxy_legacy_requests_in_flight (\S+)$", metrics, re.M).group(1))
-
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
             hanging = [pool.submit(hang, n) for n in (10, 11)]
-            deadline = time.monotonic() + 6  # probe only once both hang: a probe counts in flight too
-            while time.monotonic() < deadline and in_flight() < 2:
-                time.sleep(0.05)
+            # Probe only once both hang: a probe counts in flight too.
+            assert wait_until(lambda: metric(bridge.base_url, IN_FLIGHT["legacy"]) == 2, timeout=6)
             refused = http.post(bridge.url, json=_call("echo", 12, {"text": "x"}), headers=legacy_headers(session))
             assert refused.status_code == 503
             assert int(refused.headers["retry-after"]) > 0
@@ -93,7 +88,6 @@ def test_a_burst_of_tool_calls_asks_the_child_for_its_tools_once(
     with concurrent.futures.ThreadPoolExecutor(20) as pool:
         answers = [future.result() for future in [pool.submit(call) for _ in range(20)]]
     assert all(rpc_messages(a)[-1]["result"]["content"][0]["text"] == "burst" for a in answers)
-    deadline = time.monotonic() + 5  # stderr lines reach the log a moment later
-    while time.monotonic() < deadline and "tools/list served" not in bridge.log_text():
-        time.sleep(0.1)
+    # stderr lines reach the log a moment later
+    assert wait_until(lambda: "tools/list served" in bridge.log_text(), timeout=5)
     assert bridge.log_text().count("tools/list served") == 1

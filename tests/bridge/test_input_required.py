@@ -5,25 +5,14 @@ to, whichever era the child speaks, and one retry continues an exchange once."""
 from __future__ import annotations
 
 import concurrent.futures
-import sys
-from collections.abc import Callable
-from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.bridge.rawhttp import modern_request
 from tests.harness.bridge import Bridge
 
-MODERN_SERVER = Path(__file__).with_name("modern_server.py")
 ANSWER = {"role": "assistant", "content": {"type": "text", "text": "forty-two"}, "model": "test"}
 ELICITED = {"action": "accept", "content": {"ok": True}}
-
-
-@pytest.fixture
-def http() -> httpx.Client:
-    with httpx.Client(timeout=20) as client:
-        yield client
 
 
 def _ask(http: httpx.Client, bridge: Bridge, user: str, capabilities: dict) -> dict:
@@ -81,12 +70,10 @@ def _call_as(bridge: Bridge, user: str, params: dict, request_id: int, capabilit
         return http.post(bridge.url, json=body, headers={**headers, "X-Auth-User": user})
 
 
-def test_a_2026_childs_request_state_cannot_be_replayed_by_another_user_state_theft(
-    start_bridge: Callable[..., Bridge],
-) -> None:
+def test_a_2026_childs_request_state_cannot_be_replayed_by_another_user_state_theft(modern_bridge: Bridge) -> None:
     # Before: the SDK binds requestState to the authenticated principal, which a stdio child never has, and
     # the bridge passed the state through: mallory could finish alice's request with alice's state.
-    bridge = start_bridge([sys.executable, str(MODERN_SERVER)], pool_size=1, spare_children=0)
+    bridge = modern_bridge
     question = {"name": "confirm", "arguments": {"question": "transfer?"}}
     first = _call_as(bridge, "alice", question, 1, {"elicitation": {}}).json()["result"]
     assert first["resultType"] == "input_required"
@@ -100,11 +87,10 @@ def test_a_2026_childs_request_state_cannot_be_replayed_by_another_user_state_th
     assert owner["result"]["content"][0]["text"].startswith("answer=accept")
 
 
-def test_the_same_request_state_retried_twice_at_once_answers_both(
-    start_bridge: Callable[..., Bridge], misbehaving_argv: list[str]
-) -> None:
-    # Before: both retries attached to the one exchange; one got the result, the other waited for ever.
-    bridge = start_bridge(misbehaving_argv, pool_size=1, request_timeout=20, sse_keepalive=100)
+def test_the_same_request_state_retried_twice_at_once_answers_both(plain_bridge: Bridge) -> None:
+    # Before: both retries attached to the one exchange; one got the result, the other waited for ever (here:
+    # until the client's own 30 s timeout, long before the bridge's).
+    bridge = plain_bridge
     question = {"name": "ask", "arguments": {"question": "meaning?", "delay": 2}}
     first = _call_as(bridge, "alice", question, 1, {"sampling": {}}).json()["result"]
     (key,) = first["inputRequests"]

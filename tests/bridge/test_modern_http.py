@@ -11,12 +11,6 @@ from tests.bridge.rawhttp import ACCEPT_BOTH, MODERN, modern_request, rpc_messag
 from tests.harness.bridge import Bridge
 
 
-@pytest.fixture
-def http() -> httpx.Client:
-    with httpx.Client(timeout=20) as client:
-        yield client
-
-
 def test_discover_is_answered_from_a_handshake_only_server(http: httpx.Client, plain_bridge: Bridge) -> None:
     body, headers = modern_request("server/discover")
     response = http.post(plain_bridge.url, json=body, headers=headers)

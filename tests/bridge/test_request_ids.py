@@ -3,8 +3,6 @@ refused, never taken for a request."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 
@@ -12,12 +10,6 @@ from tests.bridge.rawhttp import initialize, legacy_headers, modern_request, rpc
 from tests.harness.bridge import Bridge
 
 ECHO = {"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "hi"}}}
-
-
-@pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=20) as client:
-        yield client
 
 
 @pytest.mark.parametrize("request_id", [0, -1, 2**70, "", "x" * 1000, "ünïcode"])

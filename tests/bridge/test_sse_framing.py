@@ -4,18 +4,11 @@ message; and on a burst of notifications the answer still comes (notifications m
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import httpx
-import pytest
 
 from tests.bridge.rawhttp import initialize, legacy_headers, modern_request, sse_messages
 from tests.harness.bridge import Bridge
-
-
-@pytest.fixture
-def slow_bridge(start_bridge: Callable[..., Bridge], misbehaving_argv: list[str]) -> Bridge:
-    return start_bridge(misbehaving_argv, pool_size=1, sse_keepalive=0.3, request_timeout=2)
 
 
 def _read_all(response: httpx.Response, limit_seconds: float = 15) -> str:
@@ -27,9 +20,12 @@ def _read_all(response: httpx.Response, limit_seconds: float = 15) -> str:
     return text
 
 
-def test_modern_request_stream_sends_keepalives_then_the_error(slow_bridge: Bridge) -> None:
+def test_modern_request_stream_sends_keepalives_then_the_error(
+    http: httpx.Client, short_timeout_bridge: Bridge
+) -> None:
+    # short_timeout_bridge: a keep-alive every 0.3 s, a timeout after 3 s
     body, headers = modern_request("tools/call", {"name": "hang", "arguments": {}})
-    with httpx.Client(timeout=20) as http, http.stream("POST", slow_bridge.url, json=body, headers=headers) as response:
+    with http.stream("POST", short_timeout_bridge.url, json=body, headers=headers) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         assert response.headers["x-accel-buffering"] == "no"
         text = _read_all(response)
@@ -38,23 +34,21 @@ def test_modern_request_stream_sends_keepalives_then_the_error(slow_bridge: Brid
     assert messages[-1]["id"] == 1 and messages[-1]["error"]["code"] == -32001
 
 
-def test_legacy_request_stream_sends_keepalives(slow_bridge: Bridge) -> None:
-    with httpx.Client(timeout=20) as http:
-        session = initialize(http, slow_bridge.url)
-        call = {"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "hang", "arguments": {}}}
-        with http.stream("POST", slow_bridge.url, json=call, headers=legacy_headers(session)) as response:
-            assert response.headers["x-accel-buffering"] == "no"
-            text = _read_all(response)
+def test_legacy_request_stream_sends_keepalives(http: httpx.Client, short_timeout_bridge: Bridge) -> None:
+    session = initialize(http, short_timeout_bridge.url)
+    call = {"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "hang", "arguments": {}}}
+    with http.stream("POST", short_timeout_bridge.url, json=call, headers=legacy_headers(session)) as response:
+        assert response.headers["x-accel-buffering"] == "no"
+        text = _read_all(response)
     assert text.count(": ping") >= 2
     assert sse_messages(text)[-1]["error"]["code"] == -32001
 
 
-def test_every_sse_event_is_one_complete_json_rpc_message(plain_bridge: Bridge) -> None:
-    with httpx.Client(timeout=20) as http:
-        session = initialize(http, plain_bridge.url)
-        arguments = {"kib": 512}
-        call = {"jsonrpc": "2.0", "id": 6, "method": "tools/call", "params": {"name": "chatty", "arguments": arguments}}
-        response = http.post(plain_bridge.url, json=call, headers=legacy_headers(session))
+def test_every_sse_event_is_one_complete_json_rpc_message(http: httpx.Client, plain_bridge: Bridge) -> None:
+    session = initialize(http, plain_bridge.url)
+    arguments = {"kib": 512}
+    call = {"jsonrpc": "2.0", "id": 6, "method": "tools/call", "params": {"name": "chatty", "arguments": arguments}}
+    response = http.post(plain_bridge.url, json=call, headers=legacy_headers(session))
     assert response.headers["content-type"].startswith("text/event-stream")
     messages = sse_messages(response.text)
     assert [m.get("method") for m in messages] == ["notifications/message", None]
@@ -63,20 +57,15 @@ def test_every_sse_event_is_one_complete_json_rpc_message(plain_bridge: Bridge) 
 
 
 def test_the_answer_after_a_burst_of_progress_notifications_is_never_dropped(
-    start_bridge: Callable[..., Bridge], misbehaving_argv: list[str]
+    http: httpx.Client, plain_bridge: Bridge
 ) -> None:
     # Before: the answer shared a 256-slot buffer with the notifications and was dropped when a burst filled
     # it; the client then got keep-alive comments for ever and never its result.
-    bridge = start_bridge(misbehaving_argv, pool_size=1, request_timeout=20, sse_keepalive=1)
     params = {"name": "progress", "arguments": {"count": 400}, "_meta": {"progressToken": "burst"}}
     body, headers = modern_request("tools/call", params)
-    text, deadline = "", time.monotonic() + 15
-    with httpx.Client(timeout=30) as http, http.stream("POST", bridge.url, json=body, headers=headers) as response:
+    with http.stream("POST", plain_bridge.url, json=body, headers=headers) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
-        for chunk in response.iter_text():
-            text += chunk
-            if time.monotonic() > deadline:
-                break
+        text = _read_all(response)
     messages = sse_messages(text)
     assert messages[-1].get("id") == 1, f"no answer after {len(messages)} messages"
     assert messages[-1]["result"]["content"][0]["text"] == "progress done"
