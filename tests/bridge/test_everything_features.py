@@ -81,7 +81,10 @@ async def test_prompts_are_listed_and_filled_in(real_bridge: Callable[[str], Bri
             assert "Lyon" in str(prompt.messages)
 
 
-async def test_sampling_request_is_answered_by_a_legacy_client(real_bridge: Callable[[str], Bridge]) -> None:
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_sampling_request_is_answered_by_the_client(real_bridge: Callable[[str], Bridge], mode: str) -> None:
+    # On a handshake-era session the server's request reaches the client on the session's streams; a
+    # 2026-07-28 client gets it as an input request (a multi-round trip) and retries with the answer.
     asked: list[types.CreateMessageRequestParams] = []
 
     async def sample(_ctx: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
@@ -91,13 +94,17 @@ async def test_sampling_request_is_answered_by_a_legacy_client(real_bridge: Call
         )
 
     with anyio.fail_after(30):
-        async with Client(real_bridge("everything").url, mode="legacy", sampling_callback=sample) as client:
+        async with Client(real_bridge("everything").url, mode=mode, sampling_callback=sample) as client:
             result = await client.call_tool("trigger-sampling-request", {"prompt": "Say hi", "maxTokens": 20})
     assert asked, "the server's sampling request never reached the client"
     assert "sampled by the test" in _text(result)
 
 
-async def test_elicitation_request_is_answered_by_a_legacy_client(real_bridge: Callable[[str], Bridge]) -> None:
+@pytest.mark.parametrize("mode", MODES)
+async def test_an_elicitation_request_is_answered_by_the_client(
+    real_bridge: Callable[[str], Bridge], mode: str
+) -> None:
+    # As above: on the session in the handshake era, as an input request in 2026-07-28.
     asked: list[Any] = []
 
     async def elicit(_ctx: Any, params: Any) -> types.ElicitResult:
@@ -105,7 +112,7 @@ async def test_elicitation_request_is_answered_by_a_legacy_client(real_bridge: C
         return types.ElicitResult(action="decline")
 
     with anyio.fail_after(30):
-        async with Client(real_bridge("everything").url, mode="legacy", elicitation_callback=elicit) as client:
+        async with Client(real_bridge("everything").url, mode=mode, elicitation_callback=elicit) as client:
             result = await client.call_tool("trigger-elicitation-request", {})
     assert asked, "the server's elicitation request never reached the client"
     assert "decline" in _text(result).lower()
@@ -119,36 +126,6 @@ async def test_roots_request_is_answered_by_a_legacy_client(real_bridge: Callabl
         async with Client(real_bridge("everything").url, mode="legacy", list_roots_callback=roots) as client:
             result = await client.call_tool("get-roots-list", {})
     assert "bridge-test" in _text(result)
-
-
-async def test_sampling_reaches_a_2026_client_as_an_input_request(real_bridge: Callable[[str], Bridge]) -> None:
-    asked: list[types.CreateMessageRequestParams] = []
-
-    async def sample(_ctx: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
-        asked.append(params)
-        return types.CreateMessageResult(
-            role="assistant", content=types.TextContent(type="text", text="sampled over MRTR"), model="test-model"
-        )
-
-    with anyio.fail_after(30):
-        async with Client(real_bridge("everything").url, mode="2026-07-28", sampling_callback=sample) as client:
-            result = await client.call_tool("trigger-sampling-request", {"prompt": "Say hi", "maxTokens": 20})
-    assert asked, "the server's sampling request never reached the client"
-    assert "sampled over MRTR" in _text(result)
-
-
-async def test_elicitation_reaches_a_2026_client_as_an_input_request(real_bridge: Callable[[str], Bridge]) -> None:
-    asked: list[Any] = []
-
-    async def elicit(_ctx: Any, params: Any) -> types.ElicitResult:
-        asked.append(params)
-        return types.ElicitResult(action="decline")
-
-    with anyio.fail_after(30):
-        async with Client(real_bridge("everything").url, mode="2026-07-28", elicitation_callback=elicit) as client:
-            result = await client.call_tool("trigger-elicitation-request", {})
-    assert asked
-    assert "decline" in _text(result).lower()
 
 
 async def test_a_2026_client_without_sampling_gets_an_error_not_a_hang(real_bridge: Callable[[str], Bridge]) -> None:

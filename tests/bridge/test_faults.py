@@ -162,10 +162,11 @@ def test_a_server_that_cannot_start_is_reported_unhealthy(http: httpx.Client, tm
         bridge.stop()
 
 
-async def test_a_multi_mib_result_reaches_the_sdk_client_in_a_legacy_session(plain_bridge: Bridge) -> None:
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_multi_mib_result_reaches_the_sdk_client(plain_bridge: Bridge, mode: str) -> None:
     # A plain answer goes out as JSON, so the SDK client's 1 MiB cap on SSE events does not apply.
     with anyio.fail_after(60):
-        async with Client(plain_bridge.url, mode="legacy") as client:
+        async with Client(plain_bridge.url, mode=mode) as client:
             result = await client.call_tool("big", {"mib": 5})
     assert len(_text(result)) == 5 * MIB
 
@@ -175,13 +176,6 @@ async def test_a_multi_mib_sse_event_reaches_a_client_that_accepts_it(plain_brid
     with anyio.fail_after(60):
         async with Client(transport, mode="legacy") as client:
             result = await client.call_tool("chatty", {"kib": 5 * 1024})
-    assert len(_text(result)) == 5 * MIB
-
-
-async def test_a_multi_mib_result_reaches_the_sdk_client_in_2026_mode(plain_bridge: Bridge) -> None:
-    with anyio.fail_after(60):
-        async with Client(plain_bridge.url, mode="2026-07-28") as client:
-            result = await client.call_tool("big", {"mib": 5})
     assert len(_text(result)) == 5 * MIB
 
 

@@ -6,9 +6,14 @@ from __future__ import annotations
 import time
 
 import httpx
+import pytest
 
-from tests.bridge.rawhttp import initialize, legacy_headers, modern_request, sse_messages
+from tests.bridge.rawhttp import MODERN, initialize, legacy_headers, modern_request, sse_messages
 from tests.harness.bridge import Bridge
+
+# What each era's keep-alive looks like on the wire: the bridge's own comment in 2026-07-28, the SDK
+# transport's ping on a handshake-era session.
+KEEPALIVE = {MODERN: ": keep-alive", "legacy": ": ping"}
 
 
 def _read_all(response: httpx.Response, limit_seconds: float = 15) -> str:
@@ -20,28 +25,23 @@ def _read_all(response: httpx.Response, limit_seconds: float = 15) -> str:
     return text
 
 
-def test_modern_request_stream_sends_keepalives_then_the_error(
-    http: httpx.Client, short_timeout_bridge: Bridge
+@pytest.mark.parametrize("era", [MODERN, "legacy"])
+def test_a_request_stream_sends_keepalives_then_the_error(
+    http: httpx.Client, short_timeout_bridge: Bridge, era: str
 ) -> None:
-    # short_timeout_bridge: a keep-alive every 0.3 s, a timeout after 3 s
-    body, headers = modern_request("tools/call", {"name": "hang", "arguments": {}})
-    with http.stream("POST", short_timeout_bridge.url, json=body, headers=headers) as response:
+    bridge = short_timeout_bridge  # a keep-alive every 0.3 s, a timeout after 3 s
+    if era == MODERN:
+        body, headers = modern_request("tools/call", {"name": "hang", "arguments": {}})
+    else:
+        body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "hang", "arguments": {}}}
+        headers = legacy_headers(initialize(http, bridge.url))
+    with http.stream("POST", bridge.url, json=body, headers=headers) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         assert response.headers["x-accel-buffering"] == "no"
         text = _read_all(response)
-    assert text.count(": keep-alive") >= 2
+    assert text.count(KEEPALIVE[era]) >= 2
     messages = sse_messages(text)
     assert messages[-1]["id"] == 1 and messages[-1]["error"]["code"] == -32001
-
-
-def test_legacy_request_stream_sends_keepalives(http: httpx.Client, short_timeout_bridge: Bridge) -> None:
-    session = initialize(http, short_timeout_bridge.url)
-    call = {"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "hang", "arguments": {}}}
-    with http.stream("POST", short_timeout_bridge.url, json=call, headers=legacy_headers(session)) as response:
-        assert response.headers["x-accel-buffering"] == "no"
-        text = _read_all(response)
-    assert text.count(": ping") >= 2
-    assert sse_messages(text)[-1]["error"]["code"] == -32001
 
 
 def test_every_sse_event_is_one_complete_json_rpc_message(http: httpx.Client, plain_bridge: Bridge) -> None:
