@@ -3,7 +3,6 @@ and the next request works. Big messages pass both ways; a server that cannot st
 
 from __future__ import annotations
 
-import concurrent.futures
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,17 +15,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from tests.bridge.rawhttp import (
-    IN_FLIGHT,
-    INITIALIZE_REQUEST,
-    MIB,
-    MODERN,
-    initialize,
-    legacy_headers,
-    metric,
-    modern_request,
-    rpc_messages,
-)
+from tests.bridge.rawhttp import INITIALIZE_REQUEST, MIB, initialize, legacy_headers, modern_request, rpc_messages
 from tests.harness.bridge import Bridge
 from tests.harness.procs import wait_until
 
@@ -177,28 +166,3 @@ async def test_a_multi_mib_sse_event_reaches_a_client_that_accepts_it(plain_brid
         async with Client(transport, mode="legacy") as client:
             result = await client.call_tool("chatty", {"kib": 5 * 1024})
     assert len(_text(result)) == 5 * MIB
-
-
-def test_the_in_flight_cap_answers_503_with_retry_after(
-    start_bridge: Callable[..., Bridge], misbehaving_argv: list[str]
-) -> None:
-    # All these requests are one (anonymous) user: lift the per-user cap (by default 1 here) to the global one.
-    bridge = start_bridge(misbehaving_argv, pool_size=1, max_inflight=2, max_inflight_per_user=2, request_timeout=8)
-    body, headers = modern_request("tools/call", {"name": "hang", "arguments": {}})
-
-    def hang() -> httpx.Response:
-        with httpx.Client(timeout=30) as own:
-            return own.post(bridge.url, json=body, headers=headers)
-
-    with concurrent.futures.ThreadPoolExecutor(2) as pool, httpx.Client(timeout=30) as http:
-        hanging = [pool.submit(hang) for _ in range(2)]
-        # Probe only once both are in flight: a probe sent earlier would take a slot, and refuse a hang instead.
-        assert wait_until(lambda: metric(bridge.base_url, IN_FLIGHT[MODERN]) == 2, timeout=7)
-        probe, probe_headers = modern_request("tools/call", {"name": "echo", "arguments": {"text": "x"}})
-        refused = http.post(bridge.url, json=probe, headers=probe_headers)
-        assert refused.status_code == 503
-        assert int(refused.headers["retry-after"]) > 0
-        for future in hanging:
-            assert rpc_messages(future.result())[-1]["error"]["code"] == -32001
-        probe, probe_headers = modern_request("tools/call", {"name": "echo", "arguments": {"text": "after"}})
-        assert http.post(bridge.url, json=probe, headers=probe_headers).status_code == 200
