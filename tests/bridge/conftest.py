@@ -1,7 +1,17 @@
-"""Fixtures for the bridge suite: mcp-proxy in front of real and purpose-built stdio MCP servers."""
+"""Fixtures for the bridge suite: mcp-proxy in front of real and purpose-built stdio MCP servers.
+
+Starting a bridge costs a second or two of CPU (the bridge's imports, then its children), so tests share
+one where they leave it as they found it: `plain_bridge`, `short_timeout_bridge`, `no_spare_bridge` and
+`modern_bridge` here, `real_bridge` per real server. Those tests read the log from a mark
+(`Bridge.log_size()`), compare counters before and after rather than absolute values, act as users of their
+own where a per-user count matters, and end the sessions they open (the `http` fixture does it for them).
+A test that needs options of its own, kills children, fills a global cap or stops the bridge starts a
+private one with `start_bridge`.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -9,12 +19,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from tests.bridge.rawhttp import PLAIN_BODY_LIMIT
 from tests.harness.bridge import Bridge
 from tests.harness.mcp_servers import ServerNotInstalled, mcp_server_argv
 
 MISBEHAVING = Path(__file__).with_name("misbehaving_server.py")
+MODERN_SERVER = Path(__file__).with_name("modern_server.py")
 
 
 @pytest.fixture
@@ -26,6 +39,25 @@ def anyio_backend() -> str:
 def misbehaving_argv() -> list[str]:
     """argv of the purpose-built misbehaving stdio server (handshake era only)."""
     return [sys.executable, str(MISBEHAVING)]
+
+
+@pytest.fixture
+def http() -> Iterator[httpx.Client]:
+    """An HTTP client for one test. The handshake-era sessions it opened are ended (DELETE, as their owner)
+    afterwards: on a shared bridge each session left open would keep a child running until the idle timeout."""
+    opened: dict[str, tuple[httpx.URL, dict[str, str]]] = {}
+
+    def remember(response: httpx.Response) -> None:
+        session = response.headers.get("mcp-session-id")
+        if session and response.status_code == 200 and response.request.method == "POST":
+            user = response.request.headers.get("x-auth-user")
+            opened.setdefault(session, (response.request.url, {"X-Auth-User": user} if user else {}))
+
+    with httpx.Client(timeout=20, event_hooks={"response": [remember]}) as client:
+        yield client
+        for session, (url, owner) in opened.items():
+            with contextlib.suppress(httpx.TransportError):  # a test that stopped its bridge ended them all
+                client.delete(url, headers={"Mcp-Session-Id": session, **owner})
 
 
 @pytest.fixture
@@ -101,19 +133,68 @@ def loopback_site() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def plain_bridge(tmp_path_factory: pytest.TempPathFactory, misbehaving_argv: list[str]) -> Iterator[Bridge]:
-    """A bridge in front of the small handshake-era test server, shared by the raw HTTP tests."""
+    """A bridge in front of the small handshake-era test server, shared by most tests of the suite: the raw
+    HTTP rules, and whatever a child does that leaves it running (junk on stdout, a stderr flood, big answers).
+    One pool child, one spare, the default request timeout (120 s) and SSE keep-alive (15 s)."""
     bridge = Bridge(
         misbehaving_argv,
         log_dir=tmp_path_factory.mktemp("plain"),
         # Shared by many tests that each stand for another client, mostly without a user header (all
-        # 'anonymous'), and not all of them end their sessions: no per-user cap below the global one.
-        options={
-            "pool_size": 1,
-            "max_body_bytes": 65536,
-            "allowed_origins": "https://inspector.example",
-            "max_sessions_per_user": 100,
-        },
+        # 'anonymous', fifty sessions at once in one test): no per-user cap below the global one. The body
+        # limit lets a multi-MiB request through, and is low enough for the tests of the limit to cross it.
+        options={"pool_size": 1, "max_body_bytes": PLAIN_BODY_LIMIT, "max_sessions_per_user": 100},
+        # One option from the environment, as the role sets them all: the child must not inherit it.
+        env={"MCP_PROXY_ALLOWED_ORIGINS": "https://inspector.example"},
         name="bridge-plain",
+    ).start()
+    try:
+        yield bridge
+    finally:
+        bridge.stop()
+
+
+@pytest.fixture(scope="session")
+def short_timeout_bridge(tmp_path_factory: pytest.TempPathFactory, misbehaving_argv: list[str]) -> Iterator[Bridge]:
+    """A bridge whose requests time out after 3 s and whose SSE streams carry a keep-alive every 0.3 s: for
+    the tests that wait for a timeout, and for those that read a stream until nothing more comes. (Not for
+    answers that must come as JSON: any answer slower than 0.3 s comes over SSE here.)"""
+    bridge = Bridge(
+        misbehaving_argv,
+        log_dir=tmp_path_factory.mktemp("short-timeout"),
+        options={"pool_size": 1, "request_timeout": 3, "sse_keepalive": 0.3},
+        name="bridge-short-timeout",
+    ).start()
+    try:
+        yield bridge
+    finally:
+        bridge.stop()
+
+
+@pytest.fixture(scope="session")
+def no_spare_bridge(tmp_path_factory: pytest.TempPathFactory, misbehaving_argv: list[str]) -> Iterator[Bridge]:
+    """A bridge that starts no child ahead of time (a session's child is started for it), with one request in
+    flight per user and a request timeout (120 s) far beyond the tests' waits, so that only an answer or a
+    disconnect frees a user's slot. Its users act as users of their own and leave nothing in flight."""
+    bridge = Bridge(
+        misbehaving_argv,
+        log_dir=tmp_path_factory.mktemp("no-spare"),
+        options={"pool_size": 1, "spare_children": 0, "request_timeout": 120, "max_inflight_per_user": 1},
+        name="bridge-no-spare",
+    ).start()
+    try:
+        yield bridge
+    finally:
+        bridge.stop()
+
+
+@pytest.fixture(scope="session")
+def modern_bridge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bridge]:
+    """A bridge in front of three children of the small 2026-07-28 server (`modern_server.py`), no spares."""
+    bridge = Bridge(
+        [sys.executable, str(MODERN_SERVER)],
+        log_dir=tmp_path_factory.mktemp("modern"),
+        options={"pool_size": 3, "spare_children": 0},
+        name="bridge-modern",
     ).start()
     try:
         yield bridge

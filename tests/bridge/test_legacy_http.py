@@ -1,4 +1,5 @@
-"""Handshake-era (2025-06-18 / 2025-11-25) Streamable HTTP rules, checked on the wire with httpx."""
+"""Handshake-era (2025-06-18 / 2025-11-25) Streamable HTTP rules, checked on the wire with httpx: sessions
+(their ids, their owner on every path), SSE streams and their resumption within a memory bound."""
 
 from __future__ import annotations
 
@@ -11,13 +12,8 @@ import pytest
 from tests.bridge.rawhttp import ACCEPT_BOTH, initialize, legacy_headers, rpc_messages, sse_messages
 from tests.harness.bridge import Bridge
 
-CALL = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "hi"}}}
-
-
-@pytest.fixture
-def http() -> httpx.Client:
-    with httpx.Client(timeout=20) as client:
-        yield client
+ECHO = {"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "hi"}}}
+CALL = {**ECHO, "id": 7}
 
 
 def test_initialize_opens_a_session_with_an_unguessable_id(http: httpx.Client, plain_bridge: Bridge) -> None:
@@ -128,3 +124,98 @@ def test_an_sse_stream_can_be_resumed_with_last_event_id(http: httpx.Client, pla
             if '"id":9' in text.replace(" ", "") or time.monotonic() > deadline:
                 break
     assert any(m.get("id") == 9 for m in sse_messages(text))
+
+
+@pytest.mark.parametrize("intruder", [{"X-Auth-User": "mallory"}, {}, {"X-Auth-User": "ALICE"}])
+def test_another_users_get_stream_resume_and_delete_are_404_session_hijack(
+    http: httpx.Client, plain_bridge: Bridge, intruder: dict[str, str]
+) -> None:
+    alice = {"X-Auth-User": "alice"}
+    session = initialize(http, plain_bridge.url, headers=alice)
+    headers = {**legacy_headers(session), "Accept": "text/event-stream", **intruder}
+    assert http.get(plain_bridge.url, headers=headers).status_code == 404
+    assert http.get(plain_bridge.url, headers={**headers, "Last-Event-ID": "1"}).status_code == 404
+    assert http.delete(plain_bridge.url, headers={**legacy_headers(session), **intruder}).status_code == 404
+    owner = http.post(plain_bridge.url, json={**ECHO, "id": 2}, headers=legacy_headers(session, alice))
+    assert owner.status_code == 200, "the intruder's DELETE did not end alice's session"
+
+
+@pytest.mark.parametrize("value", ["abc\x7f", "a b", "\u00e9t\u00e9"])
+def test_odd_session_ids_are_404_not_500(http: httpx.Client, plain_bridge: Bridge, value: str) -> None:
+    headers = {"Accept": ACCEPT_BOTH, "Mcp-Session-Id": value.encode("utf-8")}
+    assert http.post(plain_bridge.url, json={**ECHO, "id": 3}, headers=headers).status_code == 404
+
+
+def test_session_ids_are_never_reflected_header_injection(http: httpx.Client, plain_bridge: Bridge) -> None:
+    response = http.post(
+        plain_bridge.url, json={**ECHO, "id": 3}, headers={"Accept": ACCEPT_BOTH, "Mcp-Session-Id": "evil-id"}
+    )
+    assert response.status_code == 404
+    assert "evil-id" not in response.text and "evil-id" not in str(response.headers)
+
+
+def test_a_session_has_one_get_stream_at_a_time(http: httpx.Client, plain_bridge: Bridge) -> None:
+    session = initialize(http, plain_bridge.url)
+    headers = {**legacy_headers(session), "Accept": "text/event-stream"}
+    with http.stream("GET", plain_bridge.url, headers=headers) as first:
+        assert first.status_code == 200
+        with httpx.Client(timeout=20) as other:
+            assert other.get(plain_bridge.url, headers=headers).status_code == 409
+
+
+def test_a_get_without_a_session_is_405_not_400(http: httpx.Client, plain_bridge: Bridge) -> None:
+    # The specification: a GET is answered with an event stream or 405. Before: 400, which clients probing
+    # for a stream before initialize (the TypeScript SDK) take as a failure rather than "no stream here".
+    response = http.get(plain_bridge.url, headers={"Accept": "text/event-stream"})
+    assert response.status_code == 405
+    assert "POST" in response.headers["allow"]
+
+
+def test_a_2025_11_25_stream_starts_with_a_priming_event_and_retry(http: httpx.Client, plain_bridge: Bridge) -> None:
+    session = initialize(http, plain_bridge.url)
+    call = {"jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": {"name": "chatty", "arguments": {"kib": 1}}}
+    response = http.post(plain_bridge.url, json=call, headers=legacy_headers(session))
+    assert response.headers["content-type"].startswith("text/event-stream")
+    first = response.text.replace("\r\n", "\n").split("\n\n")[0]
+    assert re.search(r"^id: *\S+", first, re.M) and re.search(r"^retry: *\d+", first, re.M)
+    assert not re.search(r"^data: *\S", first, re.M), "the priming event carries no message"
+
+
+def _stream_ids(http: httpx.Client, bridge: Bridge, session: str, request_id: int) -> list[str]:
+    call = {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "method": "tools/call",
+        "params": {"name": "chatty", "arguments": {"kib": 3072}},
+    }
+    response = http.post(bridge.url, json=call, headers=legacy_headers(session), timeout=30)
+    assert response.headers["content-type"].startswith("text/event-stream")  # a notification, then the answer
+    return re.findall(r"^id: *(\S+)", response.text, flags=re.MULTILINE)
+
+
+def _replayed(http: httpx.Client, bridge: Bridge, session: str, last_event_id: str) -> list[dict]:
+    headers = {**legacy_headers(session), "Accept": "text/event-stream", "Last-Event-ID": last_event_id}
+    text, deadline = "", time.monotonic() + 5
+    with http.stream("GET", bridge.url, headers=headers) as replay:
+        assert replay.status_code == 200
+        for chunk in replay.iter_text():
+            text += chunk
+            if ('"result"' in text and text.endswith("\n\n")) or time.monotonic() > deadline:
+                break
+    return sse_messages(text)
+
+
+def test_old_large_events_are_let_go_and_the_latest_stays_resumable(
+    http: httpx.Client, short_timeout_bridge: Bridge
+) -> None:
+    # Before: up to 1000 events of any size per session: four 3 MiB answers all stayed in memory (and a
+    # session making a thousand such calls would have held 3 GiB). The bridge's keep-alive comments let the
+    # replays end at their deadline when no more comes.
+    bridge = short_timeout_bridge
+    session = initialize(http, bridge.url)
+    streams = [_stream_ids(http, bridge, session, n) for n in range(2, 6)]
+    assert all(streams)
+    latest = _replayed(http, bridge, session, streams[-1][0])
+    assert any(m.get("id") == 5 and "result" in m for m in latest), "the latest answer is replayed"
+    oldest = _replayed(http, bridge, session, streams[0][0])
+    assert not any(m.get("id") == 2 for m in oldest), "12 MiB later, the first 3 MiB answer is gone"

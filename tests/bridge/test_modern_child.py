@@ -4,38 +4,38 @@ trip goes back to the very child that holds (and sealed) the request state."""
 from __future__ import annotations
 
 import re
-import sys
-import time
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 import mcp_types as types
 import pytest
 from mcp import Client
 
+from tests.bridge.rawhttp import metric
 from tests.harness.bridge import Bridge
+from tests.harness.procs import wait_until
 
 pytestmark = pytest.mark.anyio
 
-MODERN_SERVER = Path(__file__).with_name("modern_server.py")
 
-
-async def test_input_required_retries_return_to_the_child_that_asked(start_bridge: Callable[..., Bridge]) -> None:
-    bridge = start_bridge([sys.executable, str(MODERN_SERVER)], pool_size=3, spare_children=0)
+async def test_input_required_retries_return_to_the_child_that_asked(modern_bridge: Bridge) -> None:
+    bridge = modern_bridge  # three children, no spare
     # /health is 200 once one child is ready; a Python server takes a while to start on a loaded machine,
     # and the spread checked below needs all three.
-    deadline = time.monotonic() + 30
-    while (
-        time.monotonic() < deadline
-        and "mcp_proxy_pool_children_ready 3" not in httpx.get(f"{bridge.base_url}/metrics", timeout=10).text
-    ):
-        time.sleep(0.1)
+    ready = "mcp_proxy_pool_children_ready"
+    assert wait_until(lambda: metric(bridge.base_url, ready) == 3, timeout=30), "the pool never had three children"
 
-    async def elicit(_ctx: Any, _params: Any) -> types.ElicitResult:
-        await anyio.sleep(0.2)  # keep several exchanges open at once, spread over the pool
+    exchanges = 9
+    asked: list[Any] = []
+    all_asked = anyio.Event()
+
+    async def elicit(_ctx: Any, params: Any) -> types.ElicitResult:
+        # Answer only once every exchange has asked: all nine are open at once, spread over the pool, and each
+        # retry must find the child that holds its state.
+        asked.append(params)
+        if len(asked) == exchanges:
+            all_asked.set()
+        await all_asked.wait()
         return types.ElicitResult(action="accept", content={"ok": True})
 
     texts: list[str] = []
@@ -48,9 +48,9 @@ async def test_input_required_retries_return_to_the_child_that_asked(start_bridg
         async with Client(bridge.url, mode="2026-07-28", elicitation_callback=elicit) as client:
             assert client.protocol_version == "2026-07-28"
             async with anyio.create_task_group() as tg:
-                for _ in range(9):
+                for _ in range(exchanges):
                     tg.start_soon(confirm, client)
-    assert len(texts) == 9
+    assert len(texts) == exchanges
     served = set()
     for text in texts:
         match = re.fullmatch(r"answer=accept state=(pid-\d+) served-by=(pid-\d+)", text)

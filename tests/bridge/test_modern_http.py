@@ -11,12 +11,6 @@ from tests.bridge.rawhttp import ACCEPT_BOTH, MODERN, modern_request, rpc_messag
 from tests.harness.bridge import Bridge
 
 
-@pytest.fixture
-def http() -> httpx.Client:
-    with httpx.Client(timeout=20) as client:
-        yield client
-
-
 def test_discover_is_answered_from_a_handshake_only_server(http: httpx.Client, plain_bridge: Bridge) -> None:
     body, headers = modern_request("server/discover")
     response = http.post(plain_bridge.url, json=body, headers=headers)
@@ -168,3 +162,13 @@ async def test_the_sdk_client_mirrors_mcp_param_headers_that_pass(plain_bridge: 
             await client.list_tools()
             result = await client.call_tool("routed", {"region": "ap-south"})
     assert result.content[0].text == "region ap-south"
+
+
+@pytest.mark.parametrize("method", ["subscriptions/listen", "initialize", "logging/setLevel", "resources/subscribe"])
+def test_methods_the_2026_bridge_does_not_offer_are_32601(
+    http: httpx.Client, plain_bridge: Bridge, method: str
+) -> None:
+    body, headers = modern_request(method)
+    response = http.post(plain_bridge.url, json=body, headers=headers)
+    assert response.status_code == 404 and response.json()["error"]["code"] == -32601
+    assert "mcp-session-id" not in response.headers

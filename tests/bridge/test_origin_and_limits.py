@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import httpx
 import pytest
 
-from tests.bridge.rawhttp import ACCEPT_BOTH, initialize, legacy_headers, modern_request
+from tests.bridge.rawhttp import ACCEPT_BOTH, PLAIN_BODY_LIMIT, initialize, legacy_headers, modern_request
 from tests.harness.bridge import Bridge
 
 INIT = {
@@ -14,12 +16,6 @@ INIT = {
     "method": "initialize",
     "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "o", "version": "1"}},
 }
-
-
-@pytest.fixture
-def http() -> httpx.Client:
-    with httpx.Client(timeout=20) as client:
-        yield client
 
 
 @pytest.mark.parametrize("origin", ["https://evil.example", "http://localhost.evil.example:3000", "null"])
@@ -46,24 +42,28 @@ def test_configured_and_loopback_origins_are_allowed(http: httpx.Client, plain_b
     assert http.post(plain_bridge.url, json=body, headers={**headers, "Origin": origin}).status_code == 200
 
 
+OVER = "x" * (PLAIN_BODY_LIMIT + 1)  # with the JSON around it, a body just over the limit
+UNDER = "x" * (PLAIN_BODY_LIMIT - 4096)  # room for the JSON around it
+
+
 def test_a_body_over_the_limit_is_413(http: httpx.Client, plain_bridge: Bridge) -> None:
-    body, headers = modern_request("tools/call", {"name": "echo", "arguments": {"text": "x" * 70000}})
+    body, headers = modern_request("tools/call", {"name": "echo", "arguments": {"text": OVER}})
     assert http.post(plain_bridge.url, json=body, headers=headers).status_code == 413
     session = initialize(http, plain_bridge.url)
     legacy = {
         "jsonrpc": "2.0",
         "id": 3,
         "method": "tools/call",
-        "params": {"name": "echo", "arguments": {"text": "x" * 70000}},
+        "params": {"name": "echo", "arguments": {"text": OVER}},
     }
     assert http.post(plain_bridge.url, json=legacy, headers=legacy_headers(session)).status_code == 413
 
 
 def test_a_body_under_the_limit_passes(http: httpx.Client, plain_bridge: Bridge) -> None:
-    body, headers = modern_request("tools/call", {"name": "echo", "arguments": {"text": "x" * 60000}})
+    body, headers = modern_request("tools/call", {"name": "echo", "arguments": {"text": UNDER}})
     response = http.post(plain_bridge.url, json=body, headers=headers)
     assert response.status_code == 200
-    assert len(response.json()["result"]["content"][0]["text"]) == 60000
+    assert response.json()["result"]["content"][0]["text"] == UNDER
 
 
 def test_an_allowed_browser_origin_gets_cors_headers(http: httpx.Client, plain_bridge: Bridge) -> None:
@@ -97,3 +97,32 @@ def test_a_foreign_origin_gets_no_cors_headers(http: httpx.Client, plain_bridge:
     preflight = http.options(plain_bridge.url, headers={"Origin": "https://evil.example"})
     assert preflight.status_code in (403, 405)
     assert "access-control-allow-origin" not in preflight.headers
+
+
+def test_a_chunked_body_over_the_limit_is_413(http: httpx.Client, plain_bridge: Bridge) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"'
+        for _ in range(PLAIN_BODY_LIMIT // 8192 + 1):
+            yield b"x" * 8192  # no Content-Length: the limit must hold while reading
+        yield b'"}}}'
+
+    _, headers = modern_request("tools/call", {"name": "echo", "arguments": {}})
+    response = http.post(plain_bridge.url, content=chunks(), headers={**headers, "Content-Type": "application/json"})
+    assert response.status_code == 413
+
+
+def test_a_browser_preflight_may_send_mcp_param_headers(http: httpx.Client, plain_bridge: Bridge) -> None:
+    # Before: the fixed list left out Mcp-Param-* headers, so a 2026-07-28 browser client (the Inspector)
+    # could not call a tool that routes an argument in one.
+    preflight = http.options(
+        plain_bridge.url,
+        headers={
+            "Origin": "http://localhost:6274",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "mcp-protocol-version, mcp-param-region, x-evil",
+        },
+    )
+    assert preflight.status_code == 204
+    allowed = [h.strip().lower() for h in preflight.headers["access-control-allow-headers"].split(",")]
+    assert "mcp-param-region" in allowed and "mcp-protocol-version" in allowed
+    assert "x-evil" not in allowed

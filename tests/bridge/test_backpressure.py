@@ -1,17 +1,28 @@
-"""A child that stops reading its stdin: the bridge notices within the request timeout, replaces the child,
-and the session goes on; clients never wait without end."""
+"""Back-pressure: a child that stops reading its stdin is noticed within the request timeout and replaced, a
+full in-flight cap answers 503 at once in either era, and a burst of calls asks the child for its tools once.
+Clients never wait without end, and the child is not flooded."""
 
 from __future__ import annotations
 
 import concurrent.futures
-import re
 import time
 from collections.abc import Callable
 
 import httpx
+import pytest
 
-from tests.bridge.rawhttp import initialize, legacy_headers, modern_request, rpc_messages
+from tests.bridge.rawhttp import (
+    IN_FLIGHT,
+    MODERN,
+    Caller,
+    initialize,
+    legacy_headers,
+    metric,
+    modern_request,
+    rpc_messages,
+)
 from tests.harness.bridge import Bridge
+from tests.harness.procs import wait_until
 
 
 def _call(name: str, request_id: int, arguments: dict | None = None) -> dict:
@@ -45,36 +56,27 @@ def test_notifications_to_a_child_that_stopped_reading_do_not_wedge_the_session(
     assert '"child_not_reading"' in bridge.log_text()
 
 
-def test_the_in_flight_cap_covers_handshake_era_posts(
-    start_bridge: Callable[..., Bridge], misbehaving_argv: list[str]
+@pytest.mark.parametrize("era", [MODERN, "legacy"])
+def test_the_in_flight_cap_answers_503_with_retry_after(
+    start_bridge: Callable[..., Bridge], misbehaving_argv: list[str], era: str
 ) -> None:
     # Before: --max-inflight counted 2026-07-28 requests only; POSTs to a session were unbounded, each holding
     # its body and a relay task for up to the request timeout.
-    # All these requests are one (anonymous) user: lift the per-user cap (by default 1 here) to the global one.
-    bridge = start_bridge(misbehaving_argv, pool_size=1, max_inflight=2, max_inflight_per_user=2, request_timeout=8)
-    with httpx.Client(timeout=30) as http:
-        session = initialize(http, bridge.url)
-
-        def hang(request_id: int) -> httpx.Response:
-            with httpx.Client(timeout=30) as own:
-                return own.post(bridge.url, json=_call("hang", request_id), headers=legacy_headers(session))
-
-        def in_flight() -> float:
-            metrics = http.get(f"{bridge.base_url}/metrics").text
-            return float(re.search(r"^mcp_proxy_legacy_requests_in_flight (\S+)$", metrics, re.M).group(1))
-
-        with concurrent.futures.ThreadPoolExecutor(2) as pool:
-            hanging = [pool.submit(hang, n) for n in (10, 11)]
-            deadline = time.monotonic() + 6  # probe only once both hang: a probe counts in flight too
-            while time.monotonic() < deadline and in_flight() < 2:
-                time.sleep(0.05)
-            refused = http.post(bridge.url, json=_call("echo", 12, {"text": "x"}), headers=legacy_headers(session))
-            assert refused.status_code == 503
-            assert int(refused.headers["retry-after"]) > 0
-            for future in hanging:
-                assert rpc_messages(future.result())[-1]["error"]["code"] == -32001
-        after = http.post(bridge.url, json=_call("echo", 13, {"text": "after"}), headers=legacy_headers(session))
-        assert rpc_messages(after)[-1]["result"]["content"][0]["text"] == "after"
+    # Three users, each under the per-user cap (by default a quarter of 2, so 1): only the global cap can refuse.
+    alice, bob, carol = ({"X-Auth-User": name} for name in ("alice", "bob", "carol"))
+    # The hanging calls end at the request timeout; the probe must come well before it, even under load.
+    bridge = start_bridge(misbehaving_argv, pool_size=1, spare_children=0, max_inflight=2, request_timeout=10)
+    with Caller(bridge, era, [alice, bob, carol]) as caller, concurrent.futures.ThreadPoolExecutor(2) as pool:
+        hanging = [pool.submit(caller.call, user, "hang") for user in (alice, bob)]
+        # Probe only once both hang: a probe sent earlier would take a slot, and refuse a hang instead.
+        assert wait_until(lambda: metric(bridge.base_url, IN_FLIGHT[era]) == 2, timeout=8), "never both in flight"
+        refused = caller.call(carol, "echo", {"text": "x"})
+        assert refused.status_code == 503
+        assert int(refused.headers["retry-after"]) > 0
+        assert refused.json()["error"]["message"] == "Too many requests in flight", "the global cap, not carol's"
+        for future in hanging:
+            assert rpc_messages(future.result())[-1]["error"]["code"] == -32001, "answered at the request timeout"
+        assert caller.echo(carol, "after") == "after"
 
 
 def test_a_burst_of_tool_calls_asks_the_child_for_its_tools_once(
@@ -92,7 +94,6 @@ def test_a_burst_of_tool_calls_asks_the_child_for_its_tools_once(
     with concurrent.futures.ThreadPoolExecutor(20) as pool:
         answers = [future.result() for future in [pool.submit(call) for _ in range(20)]]
     assert all(rpc_messages(a)[-1]["result"]["content"][0]["text"] == "burst" for a in answers)
-    deadline = time.monotonic() + 5  # stderr lines reach the log a moment later
-    while time.monotonic() < deadline and "tools/list served" not in bridge.log_text():
-        time.sleep(0.1)
+    # stderr lines reach the log a moment later
+    assert wait_until(lambda: "tools/list served" in bridge.log_text(), timeout=5)
     assert bridge.log_text().count("tools/list served") == 1
