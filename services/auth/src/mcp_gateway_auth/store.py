@@ -77,6 +77,9 @@ end
 return 1
 """
 
+# How often lookup_refresh re-reads a marker that changed while it was being judged.
+_LOOKUP_ATTEMPTS = 8
+
 
 @dataclass
 class RefreshState:
@@ -338,33 +341,48 @@ class Store:
         return self._get_json(f"refresh:{digest(token)}")
 
     def lookup_refresh(self, token: str, grace: int) -> RefreshState:
-        """Classify a presented refresh token (see RefreshState); writes nothing."""
+        """Classify a presented refresh token (see RefreshState); writes nothing.
+
+        A retry is judged on the old token's marker and its successor read together: a racing
+        retry may void the successor and write a new marker between two reads, and judging the
+        new state by the old marker would call an honest race a reuse and revoke the grant."""
         if not token or len(token) > 512:
             return RefreshState("unknown", token)
         key = digest(token)
-        raw, marker = self.redis.mget(PREFIX + f"refresh:{key}", PREFIX + f"refresh-used:{key}")
-        if raw:
-            data = json.loads(raw)
-            return RefreshState("live", token, data, self.get_grant(data["grant_id"]), data["grant_id"])
-        if not marker:
-            return RefreshState("unknown", token)
-        parsed = _parse_marker(marker)
-        gid, successor, rotated_at = parsed["g"], parsed.get("s"), parsed.get("t")
-        if grace > 0 and isinstance(successor, str) and isinstance(rotated_at, int):
-            if 0 <= time.time() - rotated_at <= grace:
-                succ_raw, grant_raw = self.redis.mget(PREFIX + f"refresh:{successor}", PREFIX + f"grant:{gid}")
-                if succ_raw and grant_raw:
-                    return RefreshState(
-                        "retry",
-                        token,
-                        json.loads(succ_raw),
-                        json.loads(grant_raw),
-                        gid,
-                        marker=marker,
-                        successor=successor,
-                        rotated_at=rotated_at,
-                    )
-        return RefreshState("reused", token, grant_id=gid)
+        used_key = PREFIX + f"refresh-used:{key}"
+        raw, marker = self.redis.mget(PREFIX + f"refresh:{key}", used_key)
+        for _ in range(_LOOKUP_ATTEMPTS):
+            if raw:
+                data = json.loads(raw)
+                return RefreshState("live", token, data, self.get_grant(data["grant_id"]), data["grant_id"])
+            if not marker:
+                return RefreshState("unknown", token)
+            parsed = _parse_marker(marker)
+            gid, successor, rotated_at = parsed["g"], parsed.get("s"), parsed.get("t")
+            within_grace = isinstance(rotated_at, int) and 0 <= time.time() - rotated_at <= grace
+            if grace <= 0 or not isinstance(successor, str) or not within_grace:
+                return RefreshState("reused", token, grant_id=gid)
+            succ_raw, grant_raw, marker_now = self.redis.mget(
+                PREFIX + f"refresh:{successor}", PREFIX + f"grant:{gid}", used_key
+            )
+            if marker_now != marker:  # another request rotated in between: judge the new state
+                raw, marker = None, marker_now
+                continue
+            if not (succ_raw and grant_raw):
+                return RefreshState("reused", token, grant_id=gid)
+            return RefreshState(
+                "retry",
+                token,
+                json.loads(succ_raw),
+                json.loads(grant_raw),
+                gid,
+                marker=marker,
+                successor=successor,
+                rotated_at=rotated_at,
+            )
+        # The marker kept changing under us: many requests race with this token. Refuse this one
+        # without revoking; the race itself leaves exactly one live successor.
+        return RefreshState("unknown", token)
 
     def rotate_refresh(self, state: RefreshState, new_token: str, data: dict, ttl: int, grant_ttl: int) -> str:
         """Spend `state.token` (or, for a retry, void its unclaimed successor), store `new_token` with
