@@ -71,6 +71,11 @@ def audit(logger: logging.Logger, event: str, **fields: Any) -> None:
     logger.info(json.dumps({"event": event, "audit": True, **fields}, default=str))
 
 
+def security_event(event: str, **fields: Any) -> None:
+    """A security decision of the service (a token issued, a refresh token reused, a login refused)."""
+    audit(logging.getLogger("mcp_gateway_auth"), event, **fields)
+
+
 class GunicornLogger(GunicornBaseLogger):
     """gunicorn's logger with access lines built as a dict, so that status, bytes and duration are
     JSON numbers (access_log_format can only substitute its atoms into strings)."""

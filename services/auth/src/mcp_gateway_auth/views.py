@@ -14,7 +14,11 @@ from flask import Blueprint, Response, current_app, redirect, render_template, r
 from . import untrusted_json
 from .clients import Client, is_loopback_host
 from .config import Settings
-from .oauth import GatewayServer, StoredRequest, User, audit, get_server, server_metadata
+from .logs import security_event
+from .oauth import get_server
+from .oauth.http import StoredRequest
+from .oauth.metadata import server_metadata
+from .oauth.server import GatewayServer, User
 from .store import get_store, new_secret, same_secret, same_text
 from .upstream import UpstreamError, get_github
 from .web import html_error, json_error, limiter
@@ -232,7 +236,7 @@ def _complete(pending_id: str, login: str) -> Response:
         return failure
     resource = conf.resource_by_url(params["resource"])
     if not conf.user_allowed(login, resource):
-        audit("login_refused", user=login, resource=params["resource"])
+        security_event("login_refused", user=login, resource=params["resource"])
         error = AccessDeniedError("This GitHub account may not use this service")
         return _error_redirect(grant.redirect_uri, error, params.get("state"))
     get_store().save_consent(
@@ -243,7 +247,7 @@ def _complete(pending_id: str, login: str) -> Response:
         consent_target(grant.redirect_uri),
         conf.consent_ttl,
     )
-    audit("authorized", user=login, client_id=params["client_id"], resource=params["resource"])
+    security_event("authorized", user=login, client_id=params["client_id"], resource=params["resource"])
     return server.create_authorization_response(oauth_request, grant_user=user, grant=grant)
 
 
@@ -330,7 +334,7 @@ def consent():
     params = pending["params"]
     if request.form.get("decision") != "approve":
         get_store().delete_pending(pending_id)
-        audit("consent_denied", client_id=params["client_id"])
+        security_event("consent_denied", client_id=params["client_id"])
         return _error_redirect(
             pending["redirect_uri"], AccessDeniedError("The user denied the request"), params.get("state")
         )
@@ -369,7 +373,7 @@ def callback():
     try:
         login = get_github().login_for_code(request.args["code"], upstream["verifier"])
     except UpstreamError as exc:
-        audit("github_login_failed", reason=str(exc))
+        security_event("github_login_failed", reason=str(exc))
         return html_error(502, "Sign-in failed", str(exc))
     session["login"] = login
     session["login_at"] = int(time.time())
