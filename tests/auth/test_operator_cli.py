@@ -59,3 +59,25 @@ def test_grants_of_a_client_and_of_a_user_are_listed_until_revoked(auth_service,
     for wrong in ([], ["--client", "x", "--user", "y"]):
         refused = runner.invoke(args=["gateway", "grants", *wrong])
         assert refused.exit_code == 2 and "either --client" in refused.output
+
+
+def test_every_new_client_id_can_be_typed_as_a_command_argument(auth_service):
+    """A client id that began with "-" (one in 64 did) was read by the CLI as an unknown option."""
+    ids = [register(auth_service)["client_id"] for _ in range(256)]  # each would miss one in 64 at most
+    assert [client_id for client_id in ids if client_id.startswith("-")] == []
+
+
+def test_a_client_id_that_looks_like_an_option_is_deleted_after_a_double_dash(auth_service):
+    """Registrations made before client ids stopped beginning with "-" can still be deleted."""
+    from mcp_gateway_auth.store import Store
+
+    client = register(auth_service, client_name="Dashed")
+    store = Store(auth_service.env["AUTH_REDIS_URL"])
+    record = store.get_client(client["client_id"])
+    dashed = "-" + client["client_id"][1:]
+    store.save_client({**record, "client_id": dashed}, 600)
+    runner = _cli(auth_service)
+    assert runner.invoke(args=["gateway", "delete-client", dashed]).exit_code != 0  # read as an option
+    result = runner.invoke(args=["gateway", "delete-client", "--", dashed])
+    assert result.exit_code == 0, result.output
+    assert store.get_client(dashed) is None

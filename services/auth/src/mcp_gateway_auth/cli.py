@@ -69,7 +69,8 @@ def init_app(app: Flask) -> None:
     @group.command("delete-client")
     @click.argument("client_id")
     def delete_client(client_id: str) -> None:
-        """Delete a registration and revoke every token issued to it."""
+        """Delete a registration and revoke every token issued to it (an id that begins with "-", from
+        before ids stopped doing so, goes after "--")."""
         store = get_store()
         if store.get_client(client_id) is None:
             operator_audit("client_deleted", "not_found", client_id=client_id)

@@ -12,7 +12,7 @@ from authlib.oauth2.rfc6749 import ClientMixin, list_to_scope, scope_to_list
 from authlib.oauth2.rfc7591 import ClientMetadataClaims
 from joserfc.errors import InvalidClaimError
 
-from .store import same_secret
+from .store import new_secret, same_secret
 
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
 GRANT_TYPES = ("authorization_code", "refresh_token")
@@ -20,6 +20,15 @@ _SCHEME = re.compile(r"^[a-z][a-z0-9+.\-]*$")
 _FORBIDDEN_SCHEMES = {"http", "https", "javascript", "data", "file", "vbscript", "about", "blob", "ftp", "ws", "wss"}
 MAX_REDIRECT_URIS = 10
 MAX_URI_LENGTH = 2000
+
+
+def new_client_id() -> str:
+    """A fresh client id (192 random bits, URL-safe) that never begins with "-", so that an operator
+    can pass it to a command as it is, without it being read as an option."""
+    while True:
+        client_id = new_secret(24)
+        if not client_id.startswith("-"):
+            return client_id
 
 
 # Invisible characters that reorder the text around them: "Notes\u202eexe.lanretni" shows as

@@ -11,7 +11,7 @@ from authlib.oauth2.rfc6749 import (
 from authlib.oauth2.rfc7591 import ClientRegistrationEndpoint, InvalidClientMetadataError
 from authlib.oauth2.rfc7592 import ClientConfigurationEndpoint
 
-from ..clients import Client, RegistrationClaims
+from ..clients import Client, RegistrationClaims, new_client_id
 from ..logs import security_event
 from ..store import digest, new_secret, same_secret
 from .metadata import server_metadata
@@ -40,7 +40,7 @@ class Registration(ClientRegistrationEndpoint):
         settings = self.server.settings
         metadata = self.extract_client_metadata(request)
         now = int(time.time())
-        client_id = new_secret(24)
+        client_id = new_client_id()
         public = metadata["token_endpoint_auth_method"] == "none"  # noqa: S105 - a method name
         secret = None if public else new_secret(32)
         registration_token = new_secret(32)
