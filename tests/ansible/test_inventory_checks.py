@@ -17,6 +17,8 @@ import yaml
 from tests.ansible.playbooks import VALIDATE_PLAYBOOK
 from tests.harness.playbook import INVENTORY, REPO, example_group_vars, run_playbook
 
+# The example's hashed lock of mcp-server-time (its time server's pip_lock).
+EXAMPLE_LOCK = INVENTORY / "files" / "mcp-server-time.txt"
 GOOD_SECRETS = {"auth_github_client_id": "Iv1.0123456789abcdef", "auth_github_client_secret": "0123456789abcdef"}
 # The AUTH_* settings the auth role writes from its own variables, as its template names them.
 ROLE_WRITTEN_SETTINGS = sorted(
@@ -68,6 +70,23 @@ BROKEN: dict[str, tuple[dict[str, Any], list[str]]] = {
             )
         },
         ["x and y share port 4100"],
+    ),
+    "pip_lock on an npm server": (
+        {"mcp_servers": servers({"name": "x", "npm": "b@1.0.0", "pip_lock": str(EXAMPLE_LOCK), "command": "c"})},
+        ["mcp_servers entry 'x': pip_lock goes with pip"],
+    ),
+    "pip_lock that is not a file": (
+        {"mcp_servers": servers({"name": "x", "pip": "a==1.0", "pip_lock": "/nonexistent/a.lock", "command": "c"})},
+        ["mcp_servers entry 'x': pip_lock /nonexistent/a.lock is not a file on the controller"],
+    ),
+    # The lock would install something else than the entry names (an old lock kept after a change of pip).
+    "pip_lock that does not pin the server's package": (
+        {
+            "mcp_servers": servers(
+                {"name": "x", "pip": "Mcp_Server.Fetch==2026.10.24", "pip_lock": str(EXAMPLE_LOCK), "command": "c"}
+            )
+        },
+        [f"mcp_servers entry 'x': pip_lock {EXAMPLE_LOCK} does not pin mcp-server-fetch (name==version)"],
     ),
     "dns challenge without provider": (
         {"gateway_acme_challenge": "dns"},
@@ -133,6 +152,8 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, An
     inventory = tmp / "inventory"
     (inventory / "group_vars").mkdir(parents=True)
     (inventory / "group_vars" / "gateway.yml").write_text((INVENTORY / "group_vars" / "gateway.yml").read_text())
+    # The example's pip_lock paths are relative to its inventory folder.
+    (inventory / "files").symlink_to(INVENTORY / "files")
     host_vars = {host: {**GOOD_SECRETS, **cases[case]} for host, case in hosts.items()}
     (inventory / "hosts.yml").write_text(yaml.safe_dump({"gateway": {"hosts": host_vars}}))
     tree = tmp / "tree"
