@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.ansible.playbooks import REPO, changed_count, run_playbook
+from tests.ansible.playbooks import changed_count
+from tests.harness.playbook import REPO, run_playbook
 
 pytestmark = pytest.mark.slow
 
