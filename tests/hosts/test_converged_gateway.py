@@ -60,6 +60,7 @@ from mcp.shared.auth import (  # noqa: E402
 )
 
 from tests.harness.names import resolve_names  # noqa: E402
+from tests.harness.procs import wait_until  # noqa: E402
 
 TOOL_CALLS = {
     "time": ("get_current_time", {"timezone": "UTC"}),
@@ -293,13 +294,13 @@ def test_no_code_state_or_token_reaches_the_guest_journal(target: Target) -> Non
     )
     assert refused.status_code == 401  # a token in the query string is no credential
     # journald takes lines asynchronously: wait for Traefik's line of the refused request
-    deadline = time.monotonic() + 30
-    while True:
-        entries = guest_journal(since)
-        if any(unit == "traefik.service" and '"POST /mcp' in message for unit, message in entries):
-            break
-        assert time.monotonic() < deadline, "Traefik logged no access line for the refused request"
-        time.sleep(1)
+    entries: list[tuple[str, str]] = []
+
+    def traefik_logged_it() -> bool:
+        entries[:] = guest_journal(since)
+        return any(unit == "traefik.service" and '"POST /mcp' in message for unit, message in entries)
+
+    assert wait_until(traefik_logged_it, timeout=30, interval=1), "Traefik logged no line for the refused request"
     # the test-only servers in the guest (GitHub stand-in, Pebble, DNS) are no part of the product
     leaked = [
         f"{what} in {unit}: {message[:300]}"
@@ -324,24 +325,28 @@ def test_the_client_carries_on_after_a_service_is_killed(target: Target, unit: s
     who = ["--kill-who=main"] if target.kind == "nspawn" else []
     killed = guest_ssh("systemctl", "kill", *who, "-s", "KILL", unit)
     assert killed.returncode == 0, killed.stderr
-    deadline = time.monotonic() + 60
-    while True:
+
+    def restarted() -> bool:
         state = guest_ssh("systemctl", "is-active", unit).stdout.strip()
         pid = guest_ssh("systemctl", "show", "-P", "MainPID", unit).stdout.strip()
-        if state == "active" and pid not in ("0", before):
-            break
-        assert time.monotonic() < deadline, f"{unit} did not come back: {state}"
-        time.sleep(1)
+        return state == "active" and pid not in ("0", before)
+
+    assert wait_until(restarted, timeout=60, interval=1), f"{unit} did not come back"
 
     # the same client (its registration and tokens) refreshes and calls again, with no new login
-    for _ in range(30):
+    # (while the restarted service warms up a call may fail; the last error is kept to be shown)
+    out: dict = {}
+    errors: list[BaseException] = []
+
+    def calls_again() -> bool:
         try:
-            out = anyio.run(call_twice, target, "time", provider, "auto")
-            break
-        except Exception:  # noqa: BLE001 (the service may still be warming up; the last try raises)
-            time.sleep(2)
-    else:
-        out = anyio.run(call_twice, target, "time", provider, "auto")
+            out.update(anyio.run(call_twice, target, "time", provider, "auto"))
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+            return False
+        return True
+
+    assert wait_until(calls_again, timeout=60, interval=2), f"no call succeeded after the restart: {errors[-1:]!r}"
     assert out["first_error"] is False and out["refreshed"] is True, out
     assert len(browser.history) == logins, "the client had to log in again: state was lost"
 

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness.procs import wait_until
+
 HERE = Path(__file__).resolve().parent
 GUEST = HERE / "guest"
 GUESTS_DIR = Path(os.environ.get("GUESTS_DIR", HERE.parents[1] / ".guests"))
@@ -135,14 +137,18 @@ def test_two_nspawn_guests_have_their_own_addresses_and_forwards(started: list[s
 
     for name, info in (("pytest-a", first), ("pytest-b", second)):
         url = f"http://{info['address']}:8080/{name}"
-        for _ in range(50):
+        answers: list[httpx.Response] = []
+
+        def answered(url: str = url, answers: list[httpx.Response] = answers) -> bool:
             try:
-                response = httpx.get(url, timeout=2)
-                break
+                answers.append(httpx.get(url, timeout=2))
             except httpx.TransportError:
-                time.sleep(0.2)
-        assert response.status_code == 200
-        assert response.text.strip() == name
+                return False
+            return True
+
+        assert wait_until(answered, timeout=10, interval=0.2), f"nothing answers {url}"
+        assert answers[-1].status_code == 200
+        assert answers[-1].text.strip() == name
 
     assert guest("down", "pytest-a", "pytest-b").returncode == 0
     started.clear()
