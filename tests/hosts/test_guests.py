@@ -1,9 +1,10 @@
 """Throwaway guests come up, answer over SSH on their own loopback address, and leave nothing behind.
 
 Runs the `tests/hosts/guest` command as a person or molecule would. The first run builds the image
-(about 2 minutes); later runs restore it from .guests/cache. The QEMU guest boots only with
-GATEWAY_TEST_VM=1 (software emulation here; the `vm` molecule scenario boots one too). Timings are
-printed (pytest -s); tests/hosts/README.md keeps the measured figures.
+(about 2 minutes); later runs, from any clone, restore it from the machine's image cache
+(~/.cache/mcp-gateway/guest-images). The QEMU guest boots only with GATEWAY_TEST_VM=1 (software
+emulation here; the `vm` molecule scenario boots one too). Timings are printed (pytest -s);
+tests/hosts/README.md keeps the measured figures.
 """
 
 from __future__ import annotations
