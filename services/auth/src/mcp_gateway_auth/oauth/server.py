@@ -15,7 +15,7 @@ from authlib.oauth2.rfc6749 import (
 )
 from flask import Flask, current_app
 
-from .. import cimd, events
+from .. import cimd
 from ..clients import Client
 from ..config import Settings
 from ..keys import KeyRing
@@ -151,7 +151,6 @@ class GatewayServer(AuthorizationServer):
 
     def audit_issued(self, request) -> None:
         user: User = request.user
-        events.count("token_issued")
         security_event(
             "token_issued",
             user=user.login,
