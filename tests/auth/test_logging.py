@@ -6,16 +6,13 @@ import os
 import pwd
 import re
 import socket
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from tests.auth import admin_command
 from tests.harness.log_schema import assert_schema, parse_log
 from tests.harness.oauthflow import Browser, api, refresh, register, tokens_for, verify
 
-FLASK = Path(sys.executable).parent / "flask"
 LOG_AUTH_INFO = 4 * 8 + 6  # syslog priority: facility auth, severity info
 
 
@@ -72,20 +69,6 @@ def test_every_line_of_the_service_log_follows_the_one_schema(auth_factory, gith
     assert any("msg" in e and e["logger"].startswith("gunicorn") for e in entries)
 
 
-def _run_cli(service, *args: str, **env: str) -> subprocess.CompletedProcess:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("AUTH_") and k != "SUDO_USER"}
-    full_env.update(service.env)
-    full_env.update(env)
-    return subprocess.run(
-        [str(FLASK), "--app", "mcp_gateway_auth:create_app()", "gateway", *args],
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 def test_an_operator_deletion_writes_one_audit_line_to_the_journal(auth_service, browser, tmp_path):
     """The CLI sends its audit line to the syslog socket (journald's /dev/log; here one the test binds)
     with the identifier mcp-gateway, and prints its result for the person."""
@@ -95,9 +78,10 @@ def test_an_operator_deletion_writes_one_audit_line_to_the_journal(auth_service,
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as journal:
         journal.bind(str(address))
         journal.settimeout(10)
-        result = _run_cli(
+        result = admin_command.run(
             auth_service,
-            "delete-client",
+            "clients",
+            "delete",
             client["client_id"],
             AUTH_AUDIT_SYSLOG_SOCKET=str(address),
             SUDO_USER="alice-admin",
@@ -135,9 +119,13 @@ def _invoking_login() -> str:
 
 
 def test_without_a_journal_the_audit_line_goes_to_stderr(auth_service, tmp_path):
-    missing = _run_cli(auth_service, "delete-client", "no-such-client", AUTH_AUDIT_SYSLOG_SOCKET=str(tmp_path / "x"))
+    missing = admin_command.run(
+        auth_service, "clients", "delete", "no-such-client", AUTH_AUDIT_SYSLOG_SOCKET=str(tmp_path / "x")
+    )
     assert missing.returncode != 0 and "no such client" in missing.stderr
-    revoked = _run_cli(auth_service, "revoke-user", " Nobody ", AUTH_AUDIT_SYSLOG_SOCKET=str(tmp_path / "x"))
+    revoked = admin_command.run(
+        auth_service, "grants", "revoke", "--user", " Nobody ", AUTH_AUDIT_SYSLOG_SOCKET=str(tmp_path / "x")
+    )
     assert revoked.returncode == 0 and revoked.stdout.strip() == "revoked 0 grant(s) of nobody"
     (deletion,) = [e for e in parse_log(missing.stderr.split("\nError:")[0]) if e.get("audit")]
     (revocation,) = parse_log(revoked.stderr)

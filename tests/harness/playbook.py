@@ -87,6 +87,8 @@ def render_overrides(root: Path, **extra: Any) -> dict[str, Any]:
         "traefik_state_dir": str(root / "var" / "lib" / "traefik"),
         "traefik_user": os.environ.get("USER") or "root",
         "auth_user": "root",
+        # The env file's validate: runs the admin command of the tests' own environment.
+        "_auth_admin_command": str(VENV_BIN / "mcp-gateway"),
         "gateway_manage_services": False,
         "traefik_listen_address": "127.0.0.1",
         "auth_github_client_id": "Iv1.test-client-id",

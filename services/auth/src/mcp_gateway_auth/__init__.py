@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from flask import Flask
 
-from . import cli, oauth, store, upstream, web
+from . import oauth, store, upstream, web
 from .config import ConfigError, Settings, load_settings
 from .keys import KeyRing
 
@@ -59,7 +59,6 @@ def create_app(config: Mapping[str, object] | None = None) -> Flask:
     upstream.init_app(app)
     web.init_app(app)
     oauth.init_app(app)
-    cli.init_app(app)
 
     from . import verify, views
 

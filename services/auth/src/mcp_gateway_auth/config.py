@@ -187,7 +187,11 @@ def _check_key_files(raw: str) -> tuple[Path, ...]:
     if not paths:
         raise ConfigError("AUTH_SIGNING_KEYS: give at least one RSA private key PEM file")
     for path in paths:
-        if not path.is_file():
+        try:
+            is_file = path.is_file()
+        except OSError as exc:  # a folder on the way the service's user may not enter
+            raise ConfigError(f"AUTH_SIGNING_KEYS: {path} cannot be read ({exc.strerror})") from exc
+        if not is_file:
             raise ConfigError(f"AUTH_SIGNING_KEYS: {path} is not a readable file")
     return paths
 

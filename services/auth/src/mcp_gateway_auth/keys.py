@@ -58,8 +58,12 @@ class KeyRing:
         self._jwks: list[dict[str, str]] = []
         for path in paths:
             try:
-                key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-            except (ValueError, TypeError, OSError) as exc:
+                data = path.read_bytes()
+            except OSError as exc:
+                raise ConfigError(f"AUTH_SIGNING_KEYS: {path} cannot be read ({exc.strerror})") from exc
+            try:
+                key = serialization.load_pem_private_key(data, password=None)
+            except (ValueError, TypeError) as exc:
                 raise ConfigError(f"AUTH_SIGNING_KEYS: {path} is not an unencrypted PEM private key") from exc
             if not isinstance(key, rsa.RSAPrivateKey) or key.key_size < 2048:
                 raise ConfigError(f"AUTH_SIGNING_KEYS: {path} must be an RSA key of at least 2048 bits")

@@ -145,16 +145,17 @@ def _operator_handler() -> logging.Handler:
     return handler
 
 
-def operator_audit(event: str, outcome: str, **fields: Any) -> None:
+def operator_audit(event: str, outcome: str, *, by: str | None = None, **fields: Any) -> None:
     """One audit line for an operator action, sent to the journal (/dev/log) when there is one and
-    to stderr otherwise; the command prints its result for the person separately."""
+    to stderr otherwise; the command prints its result for the person separately. `by` names the
+    actor when the caller took it before changing user (the admin command drops to the service's)."""
     logger = logging.getLogger("mcp_gateway_auth.operator")
     logger.propagate = False
     logger.setLevel(logging.INFO)
     handler = _operator_handler()
     logger.addHandler(handler)
     try:
-        audit(logger, event, actor=actor(), outcome=outcome, **fields)
+        audit(logger, event, actor=by or actor(), outcome=outcome, **fields)
     finally:
         logger.removeHandler(handler)
         handler.close()

@@ -25,7 +25,15 @@ from typing import Any
 import redis
 from flask import Flask, current_app
 
+from .config import Settings
+
 PREFIX = "mcpgw:"
+# Counters of `stats` are per 5-minute bucket: "the last hour" is the last 12 buckets, the current
+# one included, so it is right to within 5 minutes; each bucket lives a day and a bucket more.
+STATS_BUCKET = 300
+STATS_KEEP = 86400 + STATS_BUCKET
+# The audit list keeps the newest entries only; the journal keeps every line.
+AUDIT_KEEP = 1000
 
 _CONSUME = """
 local v = redis.call('GET', KEYS[1])
@@ -44,7 +52,7 @@ return {0}
 
 # One refresh rotation, all or nothing. KEYS: 1 refresh:<old>, 2 refresh-used:<old> (the marker),
 # 3 refresh:<new>, 4 grant:<gid>, 5 and 6 the client's and the user's grant index, 7 refresh:<successor>
-# (the unclaimed successor a retry voids; in 'live' mode the same as KEYS[1]).
+# (the unclaimed successor a retry voids; in 'live' mode the same as KEYS[1]), 8 client-used:<client>.
 # ARGV: 1 mode ('live': the old token is still stored; 'retry': it was rotated and its successor is
 # unclaimed), 2 the new record, 3 the marker to leave, 4 refresh TTL, 5 grant TTL, 6 now, 7 index TTL,
 # 8 grant id, 9 ('retry' only) the marker as it was read. Returns 1 done, 0 grant gone, -1 the state
@@ -74,6 +82,7 @@ for i = 5, 6 do
   redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', ARGV[6])
   redis.call('EXPIRE', KEYS[i], ARGV[7])
 end
+redis.call('SET', KEYS[8], ARGV[6], 'EX', ARGV[7])
 return 1
 """
 
@@ -149,6 +158,12 @@ class Store:
         self._consume = self.redis.register_script(_CONSUME)
         self._rotate = self.redis.register_script(_ROTATE)
 
+    @classmethod
+    def for_settings(cls, settings: Settings) -> Store:
+        """The store of a service with these settings (the service and the admin command alike)."""
+        index_ttl = max(settings.refresh_token_ttl, settings.access_token_ttl, settings.code_ttl)
+        return cls(settings.redis_url, index_ttl)
+
     # -- helpers ---------------------------------------------------------------------------------
     def _set_json(self, key: str, value: dict, ttl: int | None) -> None:
         self.redis.set(PREFIX + key, json.dumps(value), ex=ttl if ttl else None)
@@ -188,7 +203,10 @@ class Store:
         """Delete a registration and revoke every grant issued to it; the number of grants revoked."""
         revoked = sum(self.revoke_grant(gid) for gid in self._indexed_grants("client", client_id))
         self.redis.delete(
-            PREFIX + f"client:{client_id}", _index_key("client", client_id), _legacy_index_key("client", client_id)
+            PREFIX + f"client:{client_id}",
+            PREFIX + f"client-used:{client_id}",
+            _index_key("client", client_id),
+            _legacy_index_key("client", client_id),
         )
         return revoked
 
@@ -203,6 +221,24 @@ class Store:
                 keys = []
         if keys:
             yield from self._records(keys)
+
+    def clients_with_grants(self) -> list[str]:
+        """The ids of every client with a grant index, metadata-document clients included (they
+        have no registration to list)."""
+        start = len(_index_key("client", ""))
+        return sorted({key[start:] for key in self.redis.scan_iter(match=_index_key("client", "*"), count=500)})
+
+    def users_with_grants(self) -> list[str]:
+        """The logins with a grant index (some of its grants may have expired since)."""
+        start = len(_index_key("user", ""))
+        return sorted({key[start:] for key in self.redis.scan_iter(match=_index_key("user", "*"), count=500)})
+
+    def clients_last_used(self, client_ids: list[str]) -> dict[str, int | None]:
+        """When each client last obtained tokens (Unix time), None when not within a grant's life."""
+        if not client_ids:
+            return {}
+        values = self.redis.mget([PREFIX + f"client-used:{c}" for c in client_ids])
+        return {c: int(v) if v else None for c, v in zip(client_ids, values, strict=True)}
 
     def _records(self, keys: list[str]) -> Iterator[dict]:
         # A key may expire between SCAN and MGET: it is simply gone.
@@ -303,6 +339,14 @@ class Store:
         pipe.execute()
         return grant is not None
 
+    def all_grants(self, batch: int = 500) -> list[dict]:
+        """Every live grant (oldest first), read with SCAN and MGET: for the operator, not a request."""
+        keys = list(self.redis.scan_iter(match=PREFIX + "grant:*", count=batch))
+        grants: list[dict] = []
+        for start in range(0, len(keys), batch):
+            grants.extend(self._records(keys[start : start + batch]))
+        return sorted(grants, key=lambda grant: grant.get("created_at", 0))
+
     def revoke_user(self, user: str) -> int:
         """Revoke every grant of a GitHub login (lower case); the number of grants revoked."""
         return sum(self.revoke_grant(gid) for gid in self._indexed_grants("user", user))
@@ -336,6 +380,10 @@ class Store:
     def _slide_grant(self, pipe: redis.client.Pipeline, gid: str, client_id: str, user: str, ttl: int) -> None:
         pipe.expire(PREFIX + f"grant:{gid}", ttl)
         self._index(pipe, gid, client_id, user, ttl)
+        # When the client last got tokens, for `mcp-gateway clients`: in the same transaction, so no
+        # extra round trip. A client unused for the index's life has no such key: "never", as far
+        # as any live grant is concerned.
+        pipe.set(PREFIX + f"client-used:{client_id}", int(time.time()), ex=max(self.index_ttl, ttl))
 
     def find_refresh(self, token: str) -> dict | None:
         return self._get_json(f"refresh:{digest(token)}")
@@ -404,6 +452,7 @@ class Store:
                 _index_key("client", data["client_id"]),
                 _index_key("user", data["user"]),
                 successor,
+                PREFIX + f"client-used:{data['client_id']}",
             ],
             args=[
                 state.status,
@@ -432,10 +481,61 @@ class Store:
         if ttl > 0:
             self.redis.set(PREFIX + f"revoked-jti:{jti}", "1", ex=ttl)
 
-    def token_state(self, gid: str, jti: str) -> tuple[dict | None, bool]:
-        """(grant or None, jti revoked?) in one MGET."""
-        grant_raw, revoked = self.redis.mget(PREFIX + f"grant:{gid}", PREFIX + f"revoked-jti:{jti}")
-        return (json.loads(grant_raw) if grant_raw else None), bool(revoked)
+    def token_state(self, gid: str, jti: str, user: str) -> tuple[dict | None, bool, bool]:
+        """(grant or None, jti revoked?, user banned?) in one MGET."""
+        grant_raw, revoked, banned = self.redis.mget(
+            PREFIX + f"grant:{gid}", PREFIX + f"revoked-jti:{jti}", _ban_key(user)
+        )
+        return (json.loads(grant_raw) if grant_raw else None), bool(revoked), bool(banned)
+
+    # -- bans: kept without expiry, so they outlive restarts and re-converges ------------------------
+    def ban(self, user: str, record: dict) -> tuple[bool, int]:
+        """Ban a GitHub login (lower case) and revoke its grants: (newly banned?, grants revoked).
+        The ban is written first, so a grant created while this runs is refused at /verify anyway."""
+        created = bool(self.redis.set(_ban_key(user), json.dumps(record), nx=True))
+        return created, self.revoke_user(user)
+
+    def unban(self, user: str) -> bool:
+        return bool(self.redis.delete(_ban_key(user)))
+
+    def is_banned(self, user: str) -> bool:
+        return bool(self.redis.exists(_ban_key(user)))
+
+    def bans(self) -> dict[str, dict]:
+        start = len(_ban_key(""))
+        keys = list(self.redis.scan_iter(match=_ban_key("*"), count=500))
+        values = self.redis.mget(keys) if keys else []
+        return {key[start:]: json.loads(raw) for key, raw in zip(keys, values, strict=True) if raw}
+
+    # -- counters for `stats`: one pipelined HINCRBY and EXPIRE, never a scan ------------------------
+    def count(self, event: str) -> None:
+        key = PREFIX + f"stats:{int(time.time()) // STATS_BUCKET}"
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hincrby(key, event, 1)
+        pipe.expire(key, STATS_KEEP)
+        pipe.execute()
+
+    def counts(self, seconds: int) -> dict[str, int]:
+        """Each counter summed over the buckets of the last `seconds` (the current bucket included)."""
+        now = int(time.time()) // STATS_BUCKET
+        pipe = self.redis.pipeline(transaction=False)
+        for bucket in range(now - max(seconds // STATS_BUCKET, 1) + 1, now + 1):
+            pipe.hgetall(PREFIX + f"stats:{bucket}")
+        totals: dict[str, int] = {}
+        for bucket in pipe.execute():
+            for event, value in bucket.items():
+                totals[event] = totals.get(event, 0) + int(value)
+        return totals
+
+    # -- the audit list: operator actions and security events, newest first, bounded ---------------
+    def record_audit(self, entry: dict) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.lpush(PREFIX + "audit", json.dumps(entry, default=str))
+        pipe.ltrim(PREFIX + "audit", 0, AUDIT_KEEP - 1)
+        pipe.execute()
+
+    def audit_entries(self, limit: int) -> list[dict]:
+        return [json.loads(raw) for raw in self.redis.lrange(PREFIX + "audit", 0, max(limit, 1) - 1)]
 
     # -- consent ---------------------------------------------------------------------------------
     def get_consent(self, user: str, client_id: str) -> dict | None:
@@ -467,14 +567,16 @@ def _index_key(kind: str, name: str) -> str:
     return PREFIX + f"{kind}-grant-index:{name}"
 
 
+def _ban_key(user: str) -> str:
+    return PREFIX + f"ban:{user}"
+
+
 def _legacy_index_key(kind: str, name: str) -> str:
     return PREFIX + f"{kind}-grants:{name}"
 
 
 def init_app(app: Flask) -> None:
-    settings = app.config["SETTINGS"]
-    index_ttl = max(settings.refresh_token_ttl, settings.access_token_ttl, settings.code_ttl)
-    app.extensions["mcpgw_store"] = Store(settings.redis_url, index_ttl)
+    app.extensions["mcpgw_store"] = Store.for_settings(app.config["SETTINGS"])
 
 
 def get_store() -> Store:

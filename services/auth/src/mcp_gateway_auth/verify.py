@@ -16,6 +16,7 @@ import time
 import jwt
 from flask import Blueprint, Response, current_app, request
 
+from . import events
 from .config import Resource, Settings
 from .keys import KeyRing, NotAnAccessTokenError
 from .store import get_store
@@ -125,6 +126,7 @@ def verify():
     settings: Settings = current_app.config["SETTINGS"]
     problem = path_problem(request.headers.get("X-Forwarded-Uri", "/"))
     if problem is not None:
+        events.refused("verify_bad_path")
         # Before any token check: whichever token came along, this path names no resource safely.
         body = json.dumps({"error": "invalid_request", "error_description": problem})
         response = Response(body, status=400, mimetype="application/json")
@@ -132,6 +134,7 @@ def verify():
         return response
     resource = requested_resource(settings)
     if resource is None:
+        events.refused("verify_unknown_resource")
         response = Response('{"error":"unknown_resource"}', status=403, mimetype="application/json")
         response.headers["Cache-Control"] = "no-store"
         return response
@@ -139,6 +142,8 @@ def verify():
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
+        # Every MCP client's first request: counted, as the start of discovery rather than an attack.
+        events.refused("verify_no_token")
         return challenge(settings, resource, 401)
     key = hashlib.sha256(f"{resource.resource}\0{token}".encode()).hexdigest()
     headers = _cached(key)
@@ -148,20 +153,27 @@ def verify():
             claims = keys.verify(token, issuer=settings.issuer, audience=resource.resource)
         except jwt.InvalidTokenError as exc:
             if isinstance(exc, jwt.ExpiredSignatureError):
-                description = "The token is expired"
+                reason, description = "expired", "The token is expired"
             elif isinstance(exc, NotAnAccessTokenError):
-                description = "The token is not an access token"
+                reason, description = "not_access_token", "The token is not an access token"
             else:
-                description = "The token is not valid for this resource"
+                reason, description = "invalid_token", "The token is not valid for this resource"
+            events.refused(f"verify_{reason}")
             return challenge(settings, resource, 401, "invalid_token", description)
         login = str(claims["sub"])
         if not settings.user_allowed(login, resource):
+            events.refused("verify_user_not_allowed")
             return challenge(settings, resource, 401, "invalid_token", "The user is not allowed")
-        grant, revoked = get_store().token_state(str(claims.get("gid", "")), str(claims["jti"]))
+        grant, revoked, banned = get_store().token_state(str(claims.get("gid", "")), str(claims["jti"]), login)
+        if banned:
+            events.refused("verify_banned")
+            return challenge(settings, resource, 401, "invalid_token", "The user is banned")
         if grant is None or revoked:
+            events.refused("verify_revoked")
             return challenge(settings, resource, 401, "invalid_token", "The token was revoked")
         granted = set(str(claims.get("scope", "")).split())
         if not set(settings.scopes) <= granted:
+            events.refused("verify_insufficient_scope")
             return challenge(settings, resource, 403, "insufficient_scope", "The token lacks a required scope")
         headers = {
             "X-Auth-User": login,

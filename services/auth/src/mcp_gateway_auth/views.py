@@ -11,7 +11,7 @@ from authlib.common.urls import add_params_to_uri
 from authlib.oauth2.rfc6749 import AccessDeniedError, OAuth2Error
 from flask import Blueprint, Response, current_app, redirect, render_template, request, session
 
-from . import untrusted_json
+from . import events, untrusted_json
 from .clients import Client, is_loopback_host
 from .config import Settings
 from .logs import security_event
@@ -222,12 +222,20 @@ def _expired() -> Response:
 
 
 def _complete(pending_id: str, login: str) -> Response:
-    """Issue our code for a person GitHub confirmed and the allowlist admits."""
+    """Issue our code for a person GitHub confirmed, the allowlist admits and no operator banned."""
     conf = settings()
     server = get_server()
     pending = get_store().take_pending(pending_id)
     if pending is None:
         return _expired()
+    if get_store().is_banned(login):
+        # A page for the person, not a redirect: the client can do nothing about it, and the
+        # person should know why rather than see an application error.
+        session.pop("login", None)
+        events.security("login_banned", user=login, client_id=pending["params"]["client_id"])
+        return html_error(
+            403, "Account banned", "An administrator of this gateway has banned this GitHub account from signing in."
+        )
     params = pending["params"]
     oauth_request = StoredRequest(conf.issuer, params)
     user = User(login)
@@ -236,7 +244,7 @@ def _complete(pending_id: str, login: str) -> Response:
         return failure
     resource = conf.resource_by_url(params["resource"])
     if not conf.user_allowed(login, resource):
-        security_event("login_refused", user=login, resource=params["resource"])
+        events.security("login_refused", user=login, resource=params["resource"])
         error = AccessDeniedError("This GitHub account may not use this service")
         return _error_redirect(grant.redirect_uri, error, params.get("state"))
     get_store().save_consent(
@@ -378,4 +386,5 @@ def callback():
     session["login"] = login
     session["login_at"] = int(time.time())
     session.permanent = True
+    events.count("login")
     return _complete(pending_id, login)

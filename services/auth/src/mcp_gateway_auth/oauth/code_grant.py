@@ -14,8 +14,8 @@ from authlib.oauth2.rfc6749 import (
 )
 from authlib.oauth2.rfc7636 import CodeChallenge
 
+from .. import events
 from ..clients import AUTH_METHODS
-from ..logs import security_event
 from ..store import digest
 from .server import GatewayServer, InvalidTargetError, User
 
@@ -114,13 +114,13 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         status, data = store.consume_code(code, self.server.settings.code_ttl)
         if status == "replayed":
             store.revoke_grant(data)
-            security_event("code_replayed", client_id=client.client_id, grant=digest(data)[:12])
+            events.security("code_replayed", client_id=client.client_id, grant=digest(data)[:12])
             return None
         if status != "ok":
             return None
         if data["client_id"] != client.client_id:
             store.revoke_grant(data["grant_id"])
-            security_event("code_other_client", client_id=client.client_id)
+            events.security("code_other_client", client_id=client.client_id)
             return None
         return AuthorizationCode(data)
 

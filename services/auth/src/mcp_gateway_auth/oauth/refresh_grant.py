@@ -12,8 +12,8 @@ from authlib.oauth2.rfc6749 import (
     scope_to_list,
 )
 
+from .. import events
 from ..clients import AUTH_METHODS
-from ..logs import security_event
 from ..store import RefreshState, digest
 from .server import GatewayServer, InvalidTargetError, User
 
@@ -59,14 +59,14 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         if state.status == "reused":
             # A rotated refresh token came back: one of the two holders is not the client.
             store.revoke_grant(state.grant_id)
-            security_event("refresh_reused", grant=digest(state.grant_id)[:12])
+            events.security("refresh_reused", grant=digest(state.grant_id)[:12])
             return None
         if state.status not in ("live", "retry"):
             return None
         record = RefreshRecord(state)
         if not record.check_client(self.request.client):
             store.revoke_grant(record.data["grant_id"])
-            security_event("refresh_other_client", client_id=self.request.client.client_id)
+            events.security("refresh_other_client", client_id=self.request.client.client_id)
             return None
         if state.grant is None:
             return None
@@ -94,8 +94,13 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
             raise InvalidTargetError("The resource is no longer served")
         if not settings.user_allowed(data["user"], resource):
             store.revoke_grant(data["grant_id"])
-            security_event("refresh_user_removed", user=data["user"])
+            events.security("refresh_user_removed", user=data["user"])
             raise InvalidGrantError("The user is no longer allowed")
+        if store.is_banned(data["user"]):
+            # The ban revoked the grants it found; this one was made while the ban was being written.
+            store.revoke_grant(data["grant_id"])
+            events.security("refresh_banned", user=data["user"])
+            raise InvalidGrantError("The user is banned")
         return User(data["user"], data["grant_id"], requested)
 
     def save_token(self, token):
@@ -111,7 +116,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
             )
             if outcome == "ok":
                 if record.state.status == "retry":
-                    security_event("refresh_retried", grant=digest(user.grant_id)[:12])
+                    events.security("refresh_retried", grant=digest(user.grant_id)[:12])
                 server.audit_issued(self.request)
                 return
             if outcome == "revoked":

@@ -40,8 +40,10 @@ class TokenView:
         if not self.user_allowed:
             return True
         if self.kind == "access_token":
-            grant, revoked = self.store.token_state(self.data.get("gid", ""), self.data["jti"])
-            return revoked or grant is None
+            grant, revoked, banned = self.store.token_state(
+                self.data.get("gid", ""), self.data["jti"], str(self.data.get("sub", ""))
+            )
+            return revoked or banned or grant is None
         return self.store.get_grant(self.data["grant_id"]) is None
 
 
