@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from flask import Flask
 
-from . import cli, oauth, store, upstream, web
+from . import cli, metrics, oauth, store, upstream, web
 from .config import ConfigError, Settings, load_settings
 from .keys import KeyRing
 
@@ -60,6 +60,7 @@ def create_app(config: Mapping[str, object] | None = None) -> Flask:
     web.init_app(app)
     oauth.init_app(app)
     cli.init_app(app)
+    metrics.init_app(app)
 
     from . import verify, views
 
@@ -81,6 +82,9 @@ def _cimd_rate_limit(app: Flask, settings: Settings) -> None:
     def allow() -> bool:
         from .web import client_address_key
 
-        return limiter.hit(limit, "mcpgw:rl:cimd", client_address_key())
+        if limiter.hit(limit, "mcpgw:rl:cimd", client_address_key()):
+            return True
+        metrics.count_rate_limited("cimd")
+        return False
 
     app.extensions["mcpgw_cimd_limit"] = allow

@@ -18,6 +18,7 @@ from flask import Blueprint, Response, current_app, request
 
 from .config import Resource, Settings
 from .keys import KeyRing, NotAnAccessTokenError
+from .metrics import verify_outcome
 from .store import get_store
 
 bp = Blueprint("verify", __name__)
@@ -126,12 +127,14 @@ def verify():
     problem = path_problem(request.headers.get("X-Forwarded-Uri", "/"))
     if problem is not None:
         # Before any token check: whichever token came along, this path names no resource safely.
+        verify_outcome("bad_path")
         body = json.dumps({"error": "invalid_request", "error_description": problem})
         response = Response(body, status=400, mimetype="application/json")
         response.headers["Cache-Control"] = "no-store"
         return response
     resource = requested_resource(settings)
     if resource is None:
+        verify_outcome("unknown_resource")
         response = Response('{"error":"unknown_resource"}', status=403, mimetype="application/json")
         response.headers["Cache-Control"] = "no-store"
         return response
@@ -139,6 +142,7 @@ def verify():
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
+        verify_outcome("no_token")
         return challenge(settings, resource, 401)
     key = hashlib.sha256(f"{resource.resource}\0{token}".encode()).hexdigest()
     headers = _cached(key)
@@ -148,20 +152,26 @@ def verify():
             claims = keys.verify(token, issuer=settings.issuer, audience=resource.resource)
         except jwt.InvalidTokenError as exc:
             if isinstance(exc, jwt.ExpiredSignatureError):
+                verify_outcome("expired")
                 description = "The token is expired"
             elif isinstance(exc, NotAnAccessTokenError):
+                verify_outcome("not_access_token")
                 description = "The token is not an access token"
             else:
+                verify_outcome("invalid_token")
                 description = "The token is not valid for this resource"
             return challenge(settings, resource, 401, "invalid_token", description)
         login = str(claims["sub"])
         if not settings.user_allowed(login, resource):
+            verify_outcome("user_not_allowed")
             return challenge(settings, resource, 401, "invalid_token", "The user is not allowed")
         grant, revoked = get_store().token_state(str(claims.get("gid", "")), str(claims["jti"]))
         if grant is None or revoked:
+            verify_outcome("revoked")
             return challenge(settings, resource, 401, "invalid_token", "The token was revoked")
         granted = set(str(claims.get("scope", "")).split())
         if not set(settings.scopes) <= granted:
+            verify_outcome("insufficient_scope")
             return challenge(settings, resource, 403, "insufficient_scope", "The token lacks a required scope")
         headers = {
             "X-Auth-User": login,
@@ -169,6 +179,7 @@ def verify():
             "X-Auth-Scope": " ".join(sorted(granted)),
         }
         _remember(key, float(claims["exp"]), headers, settings.verify_cache_seconds)
+    verify_outcome("allowed")
     response = Response(status=200)
     response.headers.update(headers)
     response.headers["Cache-Control"] = "no-store"
