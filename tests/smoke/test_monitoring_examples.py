@@ -44,6 +44,13 @@ def test_promtool_accepts_the_alert_rules():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_the_alerts_fire_on_the_series_that_should_raise_them():
+    # alerts_test.yml: a target down for 2 minutes, one refresh-token reuse (and quiet 15 minutes later),
+    # a certificate 10 days from expiry.
+    result = promtool("test", "rules", str(EXAMPLES / "alerts_test.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_the_scrape_configuration_reaches_each_part_on_the_roles_default_addresses():
     config = yaml.safe_load((EXAMPLES / "prometheus.yml").read_text())
     defaults = {
