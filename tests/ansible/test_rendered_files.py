@@ -51,6 +51,17 @@ def test_traefik_metrics_are_on_the_internal_entry_point_and_the_auth_route_leav
     assert "!PathPrefix(`/metrics`)" in rule and "!PathPrefix(`/verify`)" in rule
 
 
+def test_the_auth_unit_gives_the_workers_a_private_directory_for_their_counters(
+    rendered: tuple[Path, object],
+) -> None:
+    root, _ = rendered
+    unit = (root / "etc/systemd/system/mcp-gateway-auth.service").read_text().splitlines()
+    assert "Environment=PROMETHEUS_MULTIPROC_DIR=%t/mcp-gateway-auth/metrics" in unit
+    # systemd makes it (mode 0700, owned by the service's user) at each start and removes it at stop.
+    assert "RuntimeDirectory=mcp-gateway-auth mcp-gateway-auth/metrics" in unit
+    assert "RuntimeDirectoryMode=0700" in unit
+
+
 def test_auth_environment_names_every_resource(rendered: tuple[Path, object]) -> None:
     root, _ = rendered
     env = read_env_file(root / "etc/mcp-gateway/auth.env")
