@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -77,6 +78,30 @@ def test_counts_add_up_across_workers(auth_factory):
         samples = scrape(service)
         assert value(samples, "mcpgw_auth_verify_total", outcome="no_token") == total
         assert value(samples, "mcpgw_auth_http_requests_total", endpoint="/verify", method="GET", status="401") == total
+
+
+def workers_of(service: AuthService) -> set[int]:
+    listed = subprocess.run(["pgrep", "-P", str(service.pid)], capture_output=True, text=True, check=False)
+    return {int(pid) for pid in listed.stdout.split()}
+
+
+def test_counts_survive_workers_that_die_and_a_reload(auth_factory):
+    service = auth_factory(workers=2)
+    for _ in range(30):
+        assert verify(service, None).status_code == 401
+    # A worker killed (out of memory, a crash) is replaced; what it counted is still counted.
+    old = workers_of(service)
+    for pid in old:
+        os.kill(pid, signal.SIGKILL)
+    assert wait_until(lambda: len(workers_of(service) - old) == 2, 30), service.log_tail()
+    assert value(scrape(service), "mcpgw_auth_verify_total", outcome="no_token") == 30
+    # systemctl reload (SIGHUP): new workers, the same counts.
+    current = workers_of(service)
+    os.kill(service.pid, signal.SIGHUP)
+    assert wait_until(lambda: len(workers_of(service) - current) == 2, 30), service.log_tail()
+    for _ in range(5):
+        assert verify(service, None).status_code == 401
+    assert all(value(scrape(service), "mcpgw_auth_verify_total", outcome="no_token") == 35 for _ in range(6))
 
 
 def test_the_counters_follow_what_clients_and_people_do(auth_factory, github):

@@ -123,6 +123,12 @@ class AuthService:
         self._proc.start().wait_for_http(f"{self.url}/health", timeout=timeout, ok=lambda r: r.status_code == 200)
         return self
 
+    @property
+    def pid(self) -> int:
+        """The gunicorn master's process id."""
+        assert self._proc is not None, "not started"
+        return self._proc.pid
+
     def running(self) -> bool:
         return self._proc is not None and self._proc.running()
 
