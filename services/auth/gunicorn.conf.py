@@ -4,6 +4,8 @@ Run as: gunicorn -c services/auth/gunicorn.conf.py 'mcp_gateway_auth:create_app(
 """
 
 import os
+import shutil
+import tempfile
 
 bind = os.environ.get("AUTH_BIND", "127.0.0.1:9000")
 workers = int(os.environ.get("AUTH_WORKERS", "2"))
@@ -37,3 +39,35 @@ logconfig_dict = {
         "gunicorn.access": {"level": "INFO", "handlers": ["stderr"], "propagate": False},
     },
 }
+
+# /metrics counts what every worker did: prometheus_client's multiprocess mode keeps each worker's
+# counters in a file of this directory and adds them up at each scrape. The variable must be set
+# before a worker imports prometheus_client. The systemd unit provides a private directory
+# (RuntimeDirectory, new at every start); run by hand, a temporary one is made here and removed at exit.
+_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+if not _metrics_dir:
+    _metrics_dir = tempfile.mkdtemp(prefix="mcp-gateway-auth-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
+    # In the environment, so that a reload (SIGHUP reads this file again) still knows it is ours.
+    os.environ["MCPGW_AUTH_TEMPORARY_METRICS_DIR"] = _metrics_dir
+# Before gunicorn loads the logger class, which imports the package and so creates the counters.
+os.makedirs(_metrics_dir, mode=0o700, exist_ok=True)
+
+
+def on_starting(server) -> None:
+    """Files of an earlier run in the same directory would be added to this run's counts."""
+    for entry in os.scandir(_metrics_dir):
+        if entry.is_file() and entry.name.endswith(".db"):
+            os.unlink(entry.path)
+
+
+def child_exit(server, worker) -> None:
+    """A dead worker's counters stay in the sums; its live gauges, if any, must not."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid, _metrics_dir)
+
+
+def on_exit(server) -> None:
+    if os.environ.get("MCPGW_AUTH_TEMPORARY_METRICS_DIR") == _metrics_dir:
+        shutil.rmtree(_metrics_dir, ignore_errors=True)

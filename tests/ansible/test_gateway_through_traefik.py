@@ -254,6 +254,49 @@ def test_forward_auth_endpoint_is_not_reachable_from_outside(gateway: DeployedGa
     assert not any(h.lower() in response.headers for h in IDENTITY)
 
 
+@pytest.mark.parametrize(
+    ("host", "path"),
+    [
+        ("auth", "/metrics"),
+        ("auth", "/metrics/"),
+        ("auth", "//metrics"),
+        ("auth", "/./metrics"),
+        ("auth", "/x/../metrics"),
+        ("auth", "/%6Detrics"),
+        ("time", "/metrics"),
+        ("memory", "/metrics"),
+        ("time", "/.well-known/oauth-protected-resource/../../metrics"),
+    ],
+)
+def test_the_services_metrics_are_not_reachable_from_outside(gateway: DeployedGateway, host: str, path: str) -> None:
+    # Attack: read the auth service's or a bridge's counters (clients, users, refusals) from the internet.
+    with gateway.client() as http:
+        response = http.get(gateway.url(host, path))
+    assert response.status_code in (400, 404), (path, response.status_code, response.text[:300])
+    assert "mcpgw_" not in response.text and "mcp_proxy_" not in response.text
+
+
+def test_traefik_serves_its_metrics_on_the_internal_entry_point_only(gateway: DeployedGateway) -> None:
+    with gateway.client() as http:
+        # Traffic through a router and a service, so that their series exist.
+        assert http.get(gateway.url("time", "/.well-known/oauth-protected-resource/mcp")).status_code == 200
+    internal = httpx.get(f"http://{LOOPBACK}:{gateway.routing.api_port}/metrics", timeout=10)
+    assert internal.status_code == 200
+    for series in ("traefik_entrypoint_requests_total", "traefik_router_requests_total", "traefik_tls_certs_not_after"):
+        assert series in internal.text, series
+    static = yaml.safe_load((gateway.root / "etc/traefik/traefik.yml").read_text())
+    http_port = static["entryPoints"]["web"]["address"].rsplit(":", 1)[1]
+    # Attack: read Traefik's metrics on a public entry point, under any name it serves or none.
+    with gateway.client() as http:
+        for host in ("auth", "time", "memory"):
+            response = http.get(gateway.url(host, "/metrics"))
+            assert response.status_code == 404, (host, response.status_code)
+            assert "traefik_" not in response.text
+        for host in ("auth", "time", "unrouted"):
+            plain = http.get(f"http://{host}.{DOMAIN}:{http_port}/metrics")
+            assert plain.status_code in (301, 308) and "traefik_" not in plain.text
+
+
 def test_cors_preflight_is_answered_without_authentication(gateway: DeployedGateway) -> None:
     headers = {
         "Origin": "https://inspector.example",

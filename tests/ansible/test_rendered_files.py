@@ -39,6 +39,29 @@ def test_static_config_has_the_entry_points_redirect_and_resolver(rendered: tupl
     assert static["entryPoints"]["traefik"]["address"].startswith("127.0.0.1:")
 
 
+def test_traefik_metrics_are_on_the_internal_entry_point_and_the_auth_route_leaves_them_out(
+    rendered: tuple[Path, object],
+) -> None:
+    root, _ = rendered
+    static = yaml.safe_load((root / "etc/traefik/traefik.yml").read_text())
+    assert static["metrics"]["prometheus"]["entryPoint"] == "traefik"
+    assert static["entryPoints"]["traefik"]["address"].startswith("127.0.0.1:")
+    dynamic = yaml.safe_load((root / "etc/traefik/dynamic/gateway.yml").read_text())
+    rule = dynamic["http"]["routers"]["auth"]["rule"]
+    assert "!PathPrefix(`/metrics`)" in rule and "!PathPrefix(`/verify`)" in rule
+
+
+def test_the_auth_unit_gives_the_workers_a_private_directory_for_their_counters(
+    rendered: tuple[Path, object],
+) -> None:
+    root, _ = rendered
+    unit = (root / "etc/systemd/system/mcp-gateway-auth.service").read_text().splitlines()
+    assert "Environment=PROMETHEUS_MULTIPROC_DIR=%t/mcp-gateway-auth/metrics" in unit
+    # systemd makes it (mode 0700, owned by the service's user) at each start and removes it at stop.
+    assert "RuntimeDirectory=mcp-gateway-auth mcp-gateway-auth/metrics" in unit
+    assert "RuntimeDirectoryMode=0700" in unit
+
+
 def test_auth_environment_names_every_resource(rendered: tuple[Path, object]) -> None:
     root, _ = rendered
     env = read_env_file(root / "etc/mcp-gateway/auth.env")

@@ -10,7 +10,9 @@
 
 `start()` waits for /health; `stop()` ends the whole process group (master and workers) and
 `kill()` does so with SIGKILL, as a crash would. A signing key is generated in the work folder
-unless `signing_keys` names PEM files. `env` adds or overrides AUTH_* variables.
+unless `signing_keys` names PEM files. `env` adds or overrides AUTH_* variables (and others).
+`metrics_dir` is where the workers keep their counters (PROMETHEUS_MULTIPROC_DIR), as the unit's
+RuntimeDirectory does.
 
 The service refuses every test-only AUTH_TEST_* setting (such as AUTH_TEST_CIMD_ALLOWED_HOSTS)
 unless it runs in test mode: pass `test_mode=True`, which sets AUTH_TEST_MODE=1 and makes the
@@ -86,6 +88,8 @@ class AuthService:
             "AUTH_SIGNING_KEYS": ",".join(str(p) for p in self.signing_keys),
             "AUTH_SECRET_KEY": secrets.token_urlsafe(48),
             "AUTH_RESOURCES": json.dumps(list(resources)),
+            # The workers' shared counters, in a directory of the service's own as the unit provides.
+            "PROMETHEUS_MULTIPROC_DIR": str(self.workdir / "metrics"),
         }
         if test_mode:
             self.env["AUTH_TEST_MODE"] = "1"
@@ -101,6 +105,10 @@ class AuthService:
         return self.env["AUTH_ISSUER"]
 
     @property
+    def metrics_dir(self) -> Path:
+        return Path(self.env["PROMETHEUS_MULTIPROC_DIR"])
+
+    @property
     def log_path(self) -> Path:
         return self.workdir / "auth.log"
 
@@ -114,6 +122,12 @@ class AuthService:
         self._proc = ManagedProcess("auth", self.argv(), log_dir=self.workdir, env=env, cwd=REPO)
         self._proc.start().wait_for_http(f"{self.url}/health", timeout=timeout, ok=lambda r: r.status_code == 200)
         return self
+
+    @property
+    def pid(self) -> int:
+        """The gunicorn master's process id."""
+        assert self._proc is not None, "not started"
+        return self._proc.pid
 
     def running(self) -> bool:
         return self._proc is not None and self._proc.running()

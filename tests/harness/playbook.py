@@ -85,6 +85,7 @@ def render_overrides(root: Path, **extra: Any) -> dict[str, Any]:
         "gateway_config_dir": str(root / "etc" / "mcp-gateway"),
         "traefik_config_dir": str(root / "etc" / "traefik"),
         "traefik_state_dir": str(root / "var" / "lib" / "traefik"),
+        "_auth_units_dir": str(root / "etc" / "systemd" / "system"),
         "traefik_user": os.environ.get("USER") or "root",
         "auth_user": "root",
         # The env file's validate: runs the admin command of the tests' own environment.

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from flask import Flask
 
-from . import oauth, store, upstream, web
+from . import metrics, oauth, store, upstream, web
 from .config import ConfigError, Settings, load_settings
 from .keys import KeyRing
 
@@ -59,6 +59,7 @@ def create_app(config: Mapping[str, object] | None = None) -> Flask:
     upstream.init_app(app)
     web.init_app(app)
     oauth.init_app(app)
+    metrics.init_app(app)
 
     from . import verify, views
 
@@ -80,6 +81,9 @@ def _cimd_rate_limit(app: Flask, settings: Settings) -> None:
     def allow() -> bool:
         from .web import client_address_key
 
-        return limiter.hit(limit, "mcpgw:rl:cimd", client_address_key())
+        if limiter.hit(limit, "mcpgw:rl:cimd", client_address_key()):
+            return True
+        metrics.count_rate_limited("cimd")
+        return False
 
     app.extensions["mcpgw_cimd_limit"] = allow

@@ -72,8 +72,14 @@ def audit(logger: logging.Logger, event: str, **fields: Any) -> None:
 
 
 def security_event(event: str, **fields: Any) -> None:
-    """A security decision of the service (a token issued, a refresh token reused, a login refused)."""
+    """A security decision of the service (a token issued, a refresh token reused, a login refused):
+    one audit line, and the counters of /metrics that follow such decisions."""
     audit(logging.getLogger("mcp_gateway_auth"), event, **fields)
+    # Imported here, not at the top: gunicorn's master loads this module for its logger class and
+    # needs neither Flask nor the counters.
+    from .metrics import count_event
+
+    count_event(event, fields)
 
 
 class GunicornLogger(GunicornBaseLogger):

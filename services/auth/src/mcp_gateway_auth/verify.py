@@ -19,9 +19,18 @@ from flask import Blueprint, Response, current_app, request
 from . import events
 from .config import Resource, Settings
 from .keys import KeyRing, NotAnAccessTokenError
+from .metrics import verify_outcome
 from .store import get_store
 
 bp = Blueprint("verify", __name__)
+
+
+def _refused(reason: str) -> None:
+    """Count a refusal twice over: in the service's Redis counters (`mcp-gateway stats`) and as the
+    outcome the Prometheus request hook records."""
+    events.refused(f"verify_{reason}")
+    verify_outcome(reason)
+
 
 _CACHE_MAX = 10000
 _cache: dict[str, tuple[float, float, dict[str, str]]] = {}
@@ -126,15 +135,15 @@ def verify():
     settings: Settings = current_app.config["SETTINGS"]
     problem = path_problem(request.headers.get("X-Forwarded-Uri", "/"))
     if problem is not None:
-        events.refused("verify_bad_path")
         # Before any token check: whichever token came along, this path names no resource safely.
+        _refused("bad_path")
         body = json.dumps({"error": "invalid_request", "error_description": problem})
         response = Response(body, status=400, mimetype="application/json")
         response.headers["Cache-Control"] = "no-store"
         return response
     resource = requested_resource(settings)
     if resource is None:
-        events.refused("verify_unknown_resource")
+        _refused("unknown_resource")
         response = Response('{"error":"unknown_resource"}', status=403, mimetype="application/json")
         response.headers["Cache-Control"] = "no-store"
         return response
@@ -143,7 +152,7 @@ def verify():
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         # Every MCP client's first request: counted, as the start of discovery rather than an attack.
-        events.refused("verify_no_token")
+        _refused("no_token")
         return challenge(settings, resource, 401)
     key = hashlib.sha256(f"{resource.resource}\0{token}".encode()).hexdigest()
     headers = _cached(key)
@@ -158,22 +167,22 @@ def verify():
                 reason, description = "not_access_token", "The token is not an access token"
             else:
                 reason, description = "invalid_token", "The token is not valid for this resource"
-            events.refused(f"verify_{reason}")
+            _refused(reason)
             return challenge(settings, resource, 401, "invalid_token", description)
         login = str(claims["sub"])
         if not settings.user_allowed(login, resource):
-            events.refused("verify_user_not_allowed")
+            _refused("user_not_allowed")
             return challenge(settings, resource, 401, "invalid_token", "The user is not allowed")
         grant, revoked, banned = get_store().token_state(str(claims.get("gid", "")), str(claims["jti"]), login)
         if banned:
-            events.refused("verify_banned")
+            _refused("banned")
             return challenge(settings, resource, 401, "invalid_token", "The user is banned")
         if grant is None or revoked:
-            events.refused("verify_revoked")
+            _refused("revoked")
             return challenge(settings, resource, 401, "invalid_token", "The token was revoked")
         granted = set(str(claims.get("scope", "")).split())
         if not set(settings.scopes) <= granted:
-            events.refused("verify_insufficient_scope")
+            _refused("insufficient_scope")
             return challenge(settings, resource, 403, "insufficient_scope", "The token lacks a required scope")
         headers = {
             "X-Auth-User": login,
@@ -181,6 +190,7 @@ def verify():
             "X-Auth-Scope": " ".join(sorted(granted)),
         }
         _remember(key, float(claims["exp"]), headers, settings.verify_cache_seconds)
+    verify_outcome("allowed")
     response = Response(status=200)
     response.headers.update(headers)
     response.headers["Cache-Control"] = "no-store"
