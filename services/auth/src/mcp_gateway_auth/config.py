@@ -185,7 +185,13 @@ def _resources(raw: str) -> tuple[Resource, ...]:
 def _check_key_files(raw: str) -> tuple[Path, ...]:
     paths = tuple(Path(p.strip()) for p in raw.split(",") if p.strip())
     if not paths:
-        raise ConfigError("AUTH_SIGNING_KEYS: give at least one RSA private key PEM file")
+        raise ConfigError("AUTH_SIGNING_KEYS: give at least one RSA private key PEM file, or a key directory")
+    if len(paths) == 1:
+        try:
+            if paths[0].is_dir():
+                return paths  # a key directory: keydir.py reads it
+        except OSError as exc:
+            raise ConfigError(f"AUTH_SIGNING_KEYS: {paths[0]} cannot be read ({exc.strerror})") from exc
     for path in paths:
         try:
             is_file = path.is_file()
