@@ -175,6 +175,10 @@ class Store:
     def ping(self) -> bool:
         return bool(self.redis.ping())
 
+    def persistence(self) -> dict[str, Any]:
+        """Redis's INFO persistence (aof_enabled, aof_last_write_status, ...), for `health`."""
+        return dict(self.redis.info("persistence"))
+
     # -- clients ---------------------------------------------------------------------------------
     def save_client(self, record: dict, ttl: int) -> None:
         self._set_json(f"client:{record['client_id']}", record, ttl or None)

@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 import redis
 
-from . import audit, backup, check_config, clients, grants, keys, stats, users
+from . import audit, backup, check_config, clients, grants, health, keys, stats, users
 from .context import DEFAULT_ENV_FILE, DEFAULT_USER, AdminContext
 
 SUBCOMMANDS: tuple[click.Command, ...] = (
@@ -25,6 +25,7 @@ SUBCOMMANDS: tuple[click.Command, ...] = (
     keys.group,
     backup.backup_command,
     backup.restore_command,
+    health.command,
     stats.command,
     audit.command,
     check_config.command,
