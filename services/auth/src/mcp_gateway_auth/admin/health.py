@@ -186,13 +186,20 @@ def _tools(settings: Settings, store: Store, keys: KeyRing, resource: Resource, 
     show_default=True,
     help="Units to check besides one mcp-proxy@NAME per MCP server.",
 )
+@click.option(
+    "--ca-file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Trust these CA certificates (PEM) instead of the service's SSL_CERT_FILE (a test ACME CA, say).",
+)
 @json_option
 @pass_admin
-def command(admin: AdminContext, address: str, cert_days: int, units: tuple[str, ...], as_json: bool) -> None:
+def command(
+    admin: AdminContext, address: str, cert_days: int, units: tuple[str, ...], ca_file: str | None, as_json: bool
+) -> None:
     """Units, Redis persistence, certificates, and each MCP service's tools/list through Traefik."""
     settings, store = admin.settings, admin.store
     # The service's CA store (the role points it at the system bundle with the extra CAs).
-    ca = admin.variables.get("SSL_CERT_FILE") or None
+    ca = ca_file or admin.variables.get("SSL_CERT_FILE") or None
     rows = _units(settings, units)
     rows.append(_persistence(store))
     context = _tls_context(ca)
