@@ -143,7 +143,7 @@ def gateway(
         },
     )
     auth_env = read_env_file(routing.config_dir / "auth.env")
-    write_rsa_key(Path(auth_env["AUTH_SIGNING_KEYS"]))
+    write_rsa_key(Path(auth_env["AUTH_SIGNING_KEYS"]) / "signing-key.pem")  # as the role seeds the key directory
     started: list[Any] = []
     echo = ThreadingHTTPServer((LOOPBACK, ports["mcp-echo"]), EchoHandler)
     echo.daemon_threads = True

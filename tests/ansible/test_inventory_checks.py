@@ -116,6 +116,16 @@ BROKEN: dict[str, tuple[dict[str, Any], list[str]]] = {
         ["auth_code_ttl must be a whole number of seconds, at least 1 and at most 600; got '900'"],
     ),
     # Attack (or accident): the tests' own switches reach production through the role's pass-through.
+    "backup recipient that is not an age public key": (
+        {
+            "auth_backup_age_recipients": [
+                "age1sk0k0gwjhxgsaye40vvf5724p0g0jrpm5sgddykdmqv95sfxzv9s0amm3l",
+                "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI",
+                "AGE-SECRET-KEY-1QYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQS",
+            ]
+        },
+        ["auth_backup_age_recipients must list age public keys", '["ssh-ed25...", "AGE-SECR..."]'],
+    ),
     "test-only settings in auth_extra_env": (
         {"auth_extra_env": {"AUTH_TEST_CIMD_ALLOWED_HOSTS": "localhost", "AUTH_TEST_MODE": "1"}},
         ["AUTH_TEST_CIMD_ALLOWED_HOSTS is a test-only setting", "AUTH_TEST_MODE is a test-only setting"],
@@ -203,3 +213,6 @@ def test_a_refusal_names_only_what_is_wrong(outcomes: dict[str, dict[str, Any]])
     assert "redis_loglevel" not in text and "redis_maxmemory" not in text and "redis_password" not in text
     text = messages(outcomes["github secret left as the placeholder"])
     assert "auth_github_client_id" not in text
+    # A secret key pasted among the recipients is not echoed; the good recipient is not named.
+    text = messages(outcomes["backup recipient that is not an age public key"])
+    assert "KEY-1QYQ" not in text and "age1sk0k" not in text

@@ -70,7 +70,7 @@ def test_auth_environment_names_every_resource(rendered: tuple[Path, object]) ->
     names = [server["name"] for server in example_group_vars()["mcp_servers"]]
     assert [r["name"] for r in resources] == names
     assert all(r["resource"] == f"https://{r['name']}.example.test/mcp" for r in resources)
-    assert env["AUTH_SIGNING_KEYS"].endswith("/auth/keys/signing-key.pem")
+    assert env["AUTH_SIGNING_KEYS"].endswith("/auth/keys")  # the key directory `mcp-gateway keys` manages
     assert env["AUTH_REDIS_URL"] == "redis://:test-redis-password@127.0.0.1:6379/0"
     assert (root / "etc/mcp-gateway/auth.env").stat().st_mode & 0o777 == 0o600
 

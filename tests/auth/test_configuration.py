@@ -55,6 +55,9 @@ def test_a_good_configuration_builds_the_app(good_env, monkeypatch):
         ("AUTH_REFRESH_REUSE_GRACE", "30s", "AUTH_REFRESH_REUSE_GRACE"),
         ("AUTH_REFRESH_REUSE_GRACE", "-1", "AUTH_REFRESH_REUSE_GRACE"),
         ("AUTH_REFRESH_REUSE_GRACE", "3600", "AUTH_REFRESH_REUSE_GRACE"),
+        ("AUTH_BACKUP_AGE_RECIPIENTS", "ssh-ed25519 AAAA", r"'ssh-ed25\.\.\.' is not an age public key"),
+        # A secret key pasted by mistake is refused without being echoed whole.
+        ("AUTH_BACKUP_AGE_RECIPIENTS", "AGE-SECRET-KEY-1QQQQ", r"'AGE-SECR\.\.\.' is not an age public key"),
     ],
 )
 def test_a_bad_setting_is_named_in_the_error(good_env, key, value, message):

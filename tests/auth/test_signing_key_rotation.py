@@ -1,9 +1,14 @@
-"""Key rotation: the first key signs, every listed key verifies and is published."""
+"""Key rotation: the first key signs, every listed key verifies and is published; `mcp-gateway keys`
+rotates and retires the keys of a key directory while the service runs."""
+
+import time
 
 import jwt
 
+from tests.auth.admin_command import as_json, run
 from tests.harness.auth import write_rsa_key
 from tests.harness.oauthflow import Browser, api, register, tokens_for, verify
+from tests.harness.procs import wait_until
 
 
 def _kids(service):
@@ -33,3 +38,104 @@ def test_old_tokens_keep_working_while_the_old_key_is_listed(auth_service, brows
     assert _kids(retired) == [kids[0]]
     assert verify(retired, old_token).status_code == 401
     assert verify(retired, new_token).status_code == 200
+
+
+def _key_directory(tmp_path):
+    """A key directory as the auth role first provides it: one PEM file, no list yet."""
+    directory = tmp_path / "keys"
+    write_rsa_key(directory / "signing-key.pem")
+    directory.chmod(0o700)
+    return directory
+
+
+def _always(check, times=8):
+    """`check` holds on every one of several requests (they land on either worker)."""
+    return all(check() for _ in range(times))
+
+
+def test_keys_rotate_publishes_the_new_key_first_and_signs_with_it_after_a_few_seconds(auth_factory, github, tmp_path):
+    directory = _key_directory(tmp_path)
+    service = auth_factory(workers=2, env={"AUTH_SIGNING_KEYS": str(directory)})
+    agent = Browser(service, github)
+    try:
+        client = register(service)
+        old_token = tokens_for(agent, client)["access_token"]
+        (old_kid,) = _kids(service)
+        (listed,) = as_json(service, "keys", "list")["keys"]
+        assert (listed["kid"], listed["state"]) == (old_kid, "signing")
+
+        before = time.time()
+        rotated = as_json(service, "keys", "rotate")
+        new_kid, signs_from = rotated["kid"], rotated["signs_from"]
+        assert new_kid != old_kid and signs_from >= int(before) + 5
+        assert [(k["kid"], k["state"]) for k in rotated["keys"]] == [(new_kid, "next"), (old_kid, "signing")]
+        # Every worker publishes the new key (re-read within a second) before any signs with it.
+        assert wait_until(lambda: _always(lambda: _kids(service) == [new_kid, old_kid]), timeout=3)
+        between = tokens_for(agent, client)["access_token"]
+        if time.time() < signs_from - 0.5:  # a loaded machine may already be past it
+            assert jwt.get_unverified_header(between)["kid"] == old_kid
+
+        time.sleep(max(signs_from - time.time(), 0) + 0.5)
+        new_token = tokens_for(agent, client)["access_token"]
+        assert jwt.get_unverified_header(new_token)["kid"] == new_kid
+        assert _always(lambda: verify(service, old_token).status_code == 200)
+        assert _always(lambda: verify(service, new_token).status_code == 200)
+        states = {k["kid"]: k for k in as_json(service, "keys", "list")["keys"]}
+        assert states[new_kid]["state"] == "signing"
+        assert states[old_kid]["state"] == "verifying"
+        assert states[old_kid]["verify_until"] >= signs_from + 1800  # the access-token lifetime
+        # Listed keys are copies named by kid, readable by the service alone: whatever the role later
+        # does to its own signing-key.pem (write the inventory's key again) changes no listed key.
+        listed = sorted(p.name for p in directory.glob("*.pem"))
+        assert listed == sorted(["signing-key.pem", f"{old_kid}.pem", f"{new_kid}.pem"])
+        assert (directory / f"{new_kid}.pem").stat().st_mode & 0o777 == 0o600
+        events = [e["event"] for e in as_json(service, "audit") if e.get("kind") == "operator"]
+        assert "key_rotated" in events
+    finally:
+        agent.close()
+
+
+def test_keys_retire_refuses_a_key_still_needed_and_a_retired_keys_tokens_are_refused(auth_factory, github, tmp_path):
+    directory = _key_directory(tmp_path)
+    service = auth_factory(workers=2, env={"AUTH_SIGNING_KEYS": str(directory)})
+    agent = Browser(service, github)
+    try:
+        client = register(service)
+        old_token = tokens_for(agent, client)["access_token"]
+        (old_kid,) = _kids(service)
+        new_kid = as_json(service, "keys", "rotate")["kid"]
+
+        refused = run(service, "keys", "retire", new_kid)
+        assert (
+            refused.returncode == 1 and "signs access tokens (" in refused.stderr and "rotate first" in refused.stderr
+        )
+        refused = run(service, "keys", "retire", old_kid)
+        assert refused.returncode == 1
+        assert f"{old_kid} is still needed until 20" in refused.stderr and "--force" in refused.stderr
+        assert (
+            run(service, "keys", "retire", "no-such-kid")
+            .stderr.strip()
+            .endswith("no such key: no-such-kid (see `mcp-gateway keys list`)")
+        )
+        assert as_json(service, "keys", "retire") == {"retired": [], "keys": as_json(service, "keys", "list")["keys"]}
+        assert _always(lambda: verify(service, old_token).status_code == 200)  # nothing changed
+
+        retired = as_json(service, "keys", "retire", old_kid, "--force")
+        assert retired["retired"] == [old_kid] and [k["kid"] for k in retired["keys"]] == [new_kid]
+        assert sorted(p.name for p in directory.glob("*.pem")) == [f"{new_kid}.pem"]
+        assert wait_until(lambda: _always(lambda: verify(service, old_token).status_code == 401), timeout=3)
+        assert _always(lambda: _kids(service) == [new_kid])
+        time.sleep(max(retired["keys"][0]["signs_from"] - time.time(), 0) + 0.5)
+        new_token = tokens_for(agent, client)["access_token"]
+        assert _always(lambda: verify(service, new_token).status_code == 200)
+        audit = [e for e in as_json(service, "audit") if e.get("event") == "key_retired"]
+        assert audit[0]["kid"] == old_kid and audit[0]["outcome"] == "forced"
+    finally:
+        agent.close()
+
+
+def test_keys_rotate_refuses_a_fixed_list_of_key_files(auth_service):
+    refused = run(auth_service, "keys", "rotate")
+    assert refused.returncode == 1 and "AUTH_SIGNING_KEYS lists key files" in refused.stderr
+    (listed,) = as_json(auth_service, "keys", "list")["keys"]
+    assert listed["state"] == "signing" and listed["kid"] == _kids(auth_service)[0]

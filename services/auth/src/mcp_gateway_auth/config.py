@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,7 @@ class Settings:
     ratelimit_token: str = "120/minute"  # noqa: S105 - a rate, not a secret
     ratelimit_authorize: str = "60/minute"
     ratelimit_cimd: str = "30/minute"
+    backup_age_recipients: tuple[str, ...] = ()  # age public keys `mcp-gateway backup` encrypts to
     test_settings: tuple[str, ...] = ()  # the AUTH_TEST_* settings in force; only ever set in test mode
 
     @property
@@ -185,7 +187,13 @@ def _resources(raw: str) -> tuple[Resource, ...]:
 def _check_key_files(raw: str) -> tuple[Path, ...]:
     paths = tuple(Path(p.strip()) for p in raw.split(",") if p.strip())
     if not paths:
-        raise ConfigError("AUTH_SIGNING_KEYS: give at least one RSA private key PEM file")
+        raise ConfigError("AUTH_SIGNING_KEYS: give at least one RSA private key PEM file, or a key directory")
+    if len(paths) == 1:
+        try:
+            if paths[0].is_dir():
+                return paths  # a key directory: keydir.py reads it
+        except OSError as exc:
+            raise ConfigError(f"AUTH_SIGNING_KEYS: {paths[0]} cannot be read ({exc.strerror})") from exc
     for path in paths:
         try:
             is_file = path.is_file()
@@ -194,6 +202,21 @@ def _check_key_files(raw: str) -> tuple[Path, ...]:
         if not is_file:
             raise ConfigError(f"AUTH_SIGNING_KEYS: {path} is not a readable file")
     return paths
+
+
+# An age X25519 recipient: "age1" and 58 characters of bech32's alphabet (age's own spec).
+_AGE_RECIPIENT = re.compile(r"age1[02-9ac-hj-np-z]{58}")
+
+
+def _age_recipients(raw: str) -> tuple[str, ...]:
+    recipients = tuple(r for r in raw.replace(",", " ").split() if r)
+    for recipient in recipients:
+        if not _AGE_RECIPIENT.fullmatch(recipient):
+            shown = recipient if recipient.startswith("age1") and len(recipient) < 80 else recipient[:8] + "..."
+            raise ConfigError(
+                f"AUTH_BACKUP_AGE_RECIPIENTS: {shown!r} is not an age public key (age1..., as age-keygen prints it)"
+            )
+    return recipients
 
 
 def _rate(env: Mapping[str, str], name: str, default: str) -> str:
@@ -314,5 +337,6 @@ def load_settings(overrides: Mapping[str, object] | None = None, environ: Mappin
         ratelimit_token=_rate(env, "AUTH_RATELIMIT_TOKEN", "120/minute"),
         ratelimit_authorize=_rate(env, "AUTH_RATELIMIT_AUTHORIZE", "60/minute"),
         ratelimit_cimd=_rate(env, "AUTH_RATELIMIT_CIMD", "30/minute"),
+        backup_age_recipients=_age_recipients(env.get("AUTH_BACKUP_AGE_RECIPIENTS") or ""),
         test_settings=test_settings,
     )

@@ -1,7 +1,10 @@
 """Signing keys: RS256 JWT access tokens and the JWKS.
 
-The first configured key signs; every configured key verifies and is published, so a rotated-out
-key keeps verifying the tokens it signed until they expire.
+AUTH_SIGNING_KEYS names either PEM files (a fixed ring: the first signs) or one key directory
+(keydir.py: its list says which key signs, and `mcp-gateway keys` rotates and retires). Every key
+of the ring verifies and is published, so a rotated-out key keeps verifying the tokens it signed
+until they expire. Each worker re-reads a key directory's list when it changed, checking at most
+once per RELOAD_INTERVAL, so a rotation reaches every gunicorn worker without a restart.
 """
 
 from __future__ import annotations
@@ -9,12 +12,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import jwt
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from . import keydir
 from .config import ConfigError
 
 ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - a media type, not a secret
@@ -51,39 +59,128 @@ def is_access_token_type(typ: object) -> bool:
     return media_type == ACCESS_TOKEN_TYPE
 
 
+RELOAD_INTERVAL = 1.0  # seconds; keydir.ACTIVATION_DELAY is larger
+
+_log = logging.getLogger("mcp_gateway_auth")
+
+
+def kid_of(public_key: rsa.RSAPublicKey) -> str:
+    return public_jwk(public_key)["kid"]
+
+
+@dataclass(frozen=True)
+class _Ring:
+    """One reading of the keys: (entry, private key) newest first."""
+
+    keys: tuple[tuple[keydir.Entry, rsa.RSAPrivateKey], ...]
+    public: dict[str, rsa.RSAPublicKey]
+    jwks: tuple[dict[str, str], ...]
+
+
+def _ring(pairs: list[tuple[keydir.Entry, rsa.RSAPrivateKey]]) -> _Ring:
+    public: dict[str, rsa.RSAPublicKey] = {}
+    jwks: list[dict[str, str]] = []
+    kept: list[tuple[keydir.Entry, rsa.RSAPrivateKey]] = []
+    for entry, key in pairs:
+        jwk = public_jwk(key.public_key())
+        if jwk["kid"] in public:
+            continue
+        if jwk["kid"] != entry.kid:
+            raise ConfigError(f"AUTH_SIGNING_KEYS: {entry.file} holds key {jwk['kid']}, listed as {entry.kid}")
+        public[jwk["kid"]] = key.public_key()
+        jwks.append(jwk)
+        kept.append((entry, key))
+    return _Ring(tuple(kept), public, tuple(jwks))
+
+
+def read_directory(directory: Path) -> list[tuple[keydir.Entry, rsa.RSAPrivateKey]]:
+    """The keys of a key directory, newest first, each with its list entry."""
+    entries = keydir.read_entries(directory)
+    if entries is None:
+        entries = [keydir.initial_entry(directory, kid_of)]
+    return [(entry, keydir.load_pem(directory / entry.file)) for entry in entries]
+
+
+def read_files(paths: tuple[Path, ...]) -> list[tuple[keydir.Entry, rsa.RSAPrivateKey]]:
+    pairs = []
+    for path in paths:
+        key = keydir.load_pem(path)
+        pairs.append((keydir.Entry(kid=kid_of(key.public_key()), file=str(path), created_at=0, signs_from=0), key))
+    return pairs
+
+
+def key_directory(paths: tuple[Path, ...]) -> Path | None:
+    """The key directory AUTH_SIGNING_KEYS names, or None for a fixed list of files."""
+    if len(paths) == 1 and paths[0].is_dir():
+        return paths[0]
+    return None
+
+
 class KeyRing:
-    def __init__(self, paths: tuple[Path, ...]) -> None:
-        self._private: list[tuple[str, rsa.RSAPrivateKey]] = []
-        self._public: dict[str, rsa.RSAPublicKey] = {}
-        self._jwks: list[dict[str, str]] = []
-        for path in paths:
-            try:
-                data = path.read_bytes()
-            except OSError as exc:
-                raise ConfigError(f"AUTH_SIGNING_KEYS: {path} cannot be read ({exc.strerror})") from exc
-            try:
-                key = serialization.load_pem_private_key(data, password=None)
-            except (ValueError, TypeError) as exc:
-                raise ConfigError(f"AUTH_SIGNING_KEYS: {path} is not an unencrypted PEM private key") from exc
-            if not isinstance(key, rsa.RSAPrivateKey) or key.key_size < 2048:
-                raise ConfigError(f"AUTH_SIGNING_KEYS: {path} must be an RSA key of at least 2048 bits")
-            jwk = public_jwk(key.public_key())
-            if jwk["kid"] in self._public:
-                continue
-            self._private.append((jwk["kid"], key))
-            self._public[jwk["kid"]] = key.public_key()
-            self._jwks.append(jwk)
+    def __init__(self, paths: tuple[Path, ...], reload_interval: float = RELOAD_INTERVAL) -> None:
+        self.directory = key_directory(paths)
+        self._paths = paths
+        self._reload_interval = reload_interval
+        self._lock = threading.Lock()
+        self._checked = time.monotonic()
+        self._stamp = self._manifest_stamp()
+        self._current = _ring(read_directory(self.directory) if self.directory else read_files(paths))
+        if not self._current.keys:
+            raise ConfigError("AUTH_SIGNING_KEYS: no key")
+
+    def _manifest_stamp(self) -> tuple[int, int, int] | None:
+        if self.directory is None:
+            return None
+        try:
+            stat = os.stat(keydir.manifest_path(self.directory))
+        except FileNotFoundError:
+            return None
+        return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+    def _ring_now(self) -> _Ring:
+        """The current ring, re-read when the key list changed (checked at most once an interval)."""
+        if self.directory is None or time.monotonic() - self._checked < self._reload_interval:
+            return self._current
+        with self._lock:
+            if time.monotonic() - self._checked < self._reload_interval:
+                return self._current
+            self._checked = time.monotonic()
+            stamp = self._manifest_stamp()
+            if stamp != self._stamp:
+                try:
+                    self._current = _ring(read_directory(self.directory))
+                    self._stamp = stamp
+                    kids = [entry.kid for entry, _ in self._current.keys]
+                    _log.info(json.dumps({"event": "signing_keys_loaded", "kids": kids}))
+                except (ConfigError, OSError) as exc:
+                    # Keep signing with the keys in hand; the next change of the list is tried again.
+                    self._stamp = stamp
+                    _log.error(json.dumps({"event": "signing_keys_unreadable", "error": str(exc)}))
+            return self._current
+
+    def _signer(self, ring: _Ring) -> tuple[keydir.Entry, rsa.RSAPrivateKey]:
+        if self.directory is None:
+            return ring.keys[0]
+        now = time.time()
+        # A list whose every key is still to come (a clock set back) signs with the oldest.
+        return next(((e, k) for e, k in ring.keys if e.signs_from <= now), ring.keys[-1])
 
     @property
     def signing_kid(self) -> str:
-        return self._private[0][0]
+        return self._signer(self._ring_now())[0].kid
+
+    def entries(self) -> list[keydir.Entry]:
+        return [entry for entry, _ in self._ring_now().keys]
+
+    def private_keys(self) -> list[tuple[keydir.Entry, rsa.RSAPrivateKey]]:
+        return list(self._ring_now().keys)
 
     def jwks(self) -> dict[str, list[dict[str, str]]]:
-        return {"keys": list(self._jwks)}
+        return {"keys": list(self._ring_now().jwks)}
 
     def sign(self, claims: dict) -> str:
-        kid, key = self._private[0]
-        return jwt.encode(claims, key, algorithm="RS256", headers={"kid": kid, "typ": ACCESS_TOKEN_TYPE})
+        entry, key = self._signer(self._ring_now())
+        return jwt.encode(claims, key, algorithm="RS256", headers={"kid": entry.kid, "typ": ACCESS_TOKEN_TYPE})
 
     def verify(self, token: str, *, issuer: str, audience: str | None) -> dict:
         """Claims of a valid access token; raises jwt.InvalidTokenError otherwise.
@@ -97,7 +194,7 @@ class KeyRing:
             raise jwt.InvalidAlgorithmError("only RS256 is accepted")
         if not is_access_token_type(header.get("typ")):
             raise NotAnAccessTokenError("not an access token (typ must be at+jwt)")
-        key = self._public.get(str(header.get("kid")))
+        key = self._ring_now().public.get(str(header.get("kid")))
         if key is None:
             raise jwt.InvalidSignatureError("unknown kid")
         options = {"require": ["exp", "iat", "iss", "sub", "aud", "jti"], "verify_aud": audience is not None}

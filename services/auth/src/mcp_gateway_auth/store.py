@@ -175,6 +175,10 @@ class Store:
     def ping(self) -> bool:
         return bool(self.redis.ping())
 
+    def persistence(self) -> dict[str, Any]:
+        """Redis's INFO persistence (aof_enabled, aof_last_write_status, ...), for `health`."""
+        return dict(self.redis.info("persistence"))
+
     # -- clients ---------------------------------------------------------------------------------
     def save_client(self, record: dict, ttl: int) -> None:
         self._set_json(f"client:{record['client_id']}", record, ttl or None)
@@ -537,6 +541,92 @@ class Store:
     def audit_entries(self, limit: int) -> list[dict]:
         return [json.loads(raw) for raw in self.redis.lrange(PREFIX + "audit", 0, max(limit, 1) - 1)]
 
+    # -- backup and restore: the state clients need to carry on, as records -----------------------
+    def dump(self, batch: int = 500) -> list[Record]:
+        """Every live record of the kinds in BACKUP_KINDS, each with when it expires (None: never).
+
+        Read with SCAN and pipelined GET + PTTL: not one instant (a refresh rotated meanwhile may be
+        caught on either side), but every record read is whole. The grant indexes are not records:
+        load() rebuilds them from the grants."""
+        records: list[Record] = []
+        for kind in BACKUP_KINDS:
+            keys = list(self.redis.scan_iter(match=f"{PREFIX}{kind}:*", count=batch))
+            start = len(PREFIX) + len(kind) + 1
+            for first in range(0, len(keys), batch):
+                chunk = keys[first : first + batch]
+                pipe = self.redis.pipeline(transaction=False)
+                for key in chunk:
+                    pipe.get(key)
+                    pipe.pttl(key)
+                answers = pipe.execute()
+                now = time.time()
+                for key, value, pttl in zip(chunk, answers[0::2], answers[1::2], strict=True):
+                    if value is None or pttl == -2:
+                        continue  # expired between SCAN and GET
+                    expires_at = None if pttl < 0 else round(now + pttl / 1000, 3)
+                    records.append(Record(kind, key[start:], value, expires_at))
+        return records
+
+    def held(self) -> dict[str, int]:
+        """How many records of each backed-up kind the store holds now (restore's "holds data")."""
+        counts: dict[str, int] = {}
+        for kind in BACKUP_KINDS:
+            counts[kind] = sum(1 for _ in self.redis.scan_iter(match=f"{PREFIX}{kind}:*", count=500))
+        return counts
+
+    def compare(self, records: list[Record]) -> list[str]:
+        """For each record: 'new' (nothing stored under its id), 'same' (stored as it is) or 'replace'."""
+        keys = [PREFIX + f"{r.kind}:{r.id}" for r in records]
+        current: list[str | None] = []
+        for first in range(0, len(keys), 500):
+            current.extend(self.redis.mget(keys[first : first + 500]))
+        return [
+            "new" if c is None else "same" if c == r.value else "replace" for r, c in zip(records, current, strict=True)
+        ]
+
+    def load(self, records: list[Record]) -> int:
+        """Write the records in one MULTI/EXEC, each for its remaining life, and rebuild the grant
+        indexes; records already expired are skipped. The number written.
+
+        The caller checks every record with check_record first: nothing here can fail half-way."""
+        now = time.time()
+        pipe = self.redis.pipeline(transaction=True)
+        written = 0
+        for record in records:
+            ttl_ms = None if record.expires_at is None else int((record.expires_at - now) * 1000)
+            if ttl_ms is not None and ttl_ms <= 0:
+                continue
+            pipe.set(PREFIX + f"{record.kind}:{record.id}", record.value, px=ttl_ms)
+            if record.kind == "grant":
+                grant = json.loads(record.value)
+                ttl = max(ttl_ms // 1000, 1) if ttl_ms is not None else self.index_ttl
+                self._index(pipe, record.id, grant["client_id"], grant["user"], ttl)
+            written += 1
+        pipe.execute()
+        return written
+
+    @staticmethod
+    def check_record(record: Record) -> str | None:
+        """Why this record cannot be restored, or None: known kind, a plain id, the value's shape."""
+        if record.kind not in BACKUP_KINDS:
+            return f"unknown kind {record.kind!r}"
+        if not record.id or len(record.id) > 2048 or any(c.isspace() or not c.isprintable() for c in record.id):
+            return f"{record.kind}: malformed id"
+        if record.expires_at is not None and not isinstance(record.expires_at, int | float):
+            return f"{record.kind} {record.id}: malformed expiry"
+        required = _RECORD_FIELDS.get(record.kind)
+        if required is None:
+            return None if record.value else f"{record.kind} {record.id}: empty value"
+        try:
+            value = json.loads(record.value)
+        except ValueError:
+            return f"{record.kind} {record.id}: the value is not JSON"
+        if not isinstance(value, dict) or not all(isinstance(value.get(name), str) for name in required):
+            return f"{record.kind} {record.id}: expected an object with {', '.join(required) or 'fields'}"
+        if record.kind in ("client", "grant") and value[required[0]] != record.id:
+            return f"{record.kind} {record.id}: its {required[0]} is {value[required[0]]!r}"
+        return None
+
     # -- consent ---------------------------------------------------------------------------------
     def get_consent(self, user: str, client_id: str) -> dict | None:
         return self._get_json(f"consent:{user}:{digest(client_id)}")
@@ -561,6 +651,32 @@ class Store:
     def save_cimd(self, url: str, document: dict, ttl: int) -> None:
         if ttl > 0:
             self._set_json(f"cimd:{digest(url)}", document, ttl)
+
+
+@dataclass(frozen=True)
+class Record:
+    """One stored object in a backup: its kind (the key's family), its id within the kind, the
+    value as stored (a string) and when it expires (Unix seconds; None for never)."""
+
+    kind: str
+    id: str
+    value: str
+    expires_at: float | None
+
+
+# What a backup holds, so that clients carry on without a new login: registrations and when they
+# were last used, grants, refresh tokens and their rotation (retry) markers, revoked access tokens
+# (or a restored key would make them valid again), consents and bans. Not codes, pending logins,
+# the metadata-document cache, counters or the audit list: each is short-lived or rebuilt.
+BACKUP_KINDS = ("client", "client-used", "grant", "refresh", "refresh-used", "revoked-jti", "consent", "ban")
+# The string fields each JSON kind must carry (the first names the record's own id, where it has one).
+_RECORD_FIELDS: dict[str, tuple[str, ...]] = {
+    "client": ("client_id",),
+    "grant": ("grant_id", "user", "client_id"),
+    "refresh": ("grant_id", "client_id", "user"),
+    "consent": ("client_id",),
+    "ban": (),
+}
 
 
 def _index_key(kind: str, name: str) -> str:

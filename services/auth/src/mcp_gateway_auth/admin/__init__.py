@@ -15,13 +15,17 @@ from pathlib import Path
 import click
 import redis
 
-from . import audit, check_config, clients, grants, stats, users
+from . import audit, backup, check_config, clients, grants, health, keys, stats, users
 from .context import DEFAULT_ENV_FILE, DEFAULT_USER, AdminContext
 
 SUBCOMMANDS: tuple[click.Command, ...] = (
     clients.group,
     grants.group,
     users.group,
+    keys.group,
+    backup.backup_command,
+    backup.restore_command,
+    health.command,
     stats.command,
     audit.command,
     check_config.command,
@@ -56,7 +60,7 @@ class _Main(click.Group):
 )
 @click.pass_context
 def main(ctx: click.Context, env_file: Path, service_user: str) -> None:
-    """Operate the MCP gateway's auth service: clients, grants, users and bans, stats, audit."""
+    """Operate the MCP gateway's auth service: clients, grants, users and bans, keys, stats, audit."""
     ctx.obj = AdminContext(env_file, service_user)
 
 

@@ -146,6 +146,7 @@ class AdminContext:
     env_file: Path
     service_user: str
     actor: str = field(default_factory=actor)  # who ran it, taken before the drop changes the uid
+    variables: dict[str, str] = field(default_factory=dict)  # the env file's, once settings are loaded
     _settings: Settings | None = None
     _store: Store | None = None
 
@@ -159,6 +160,7 @@ class AdminContext:
     def settings(self) -> Settings:
         if self._settings is None:
             variables = self.load_env()
+            self.variables = variables
             try:
                 self._settings = load_settings(environ=variables)
             except ConfigError as exc:

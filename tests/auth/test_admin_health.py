@@ -1,0 +1,42 @@
+"""`mcp-gateway health`: each MCP service answers tools/list through Traefik with a token the command
+mints for itself and revokes; certificates are read as a client meets them; what is down is named."""
+
+from __future__ import annotations
+
+import json
+
+from tests.auth.admin_command import as_json, run, write_env_file
+from tests.auth.gateway import DOMAIN
+
+
+def test_health_lists_tools_through_traefik_reads_certificates_and_names_what_is_down(gateway, tmp_path):
+    env = {k: v for k, v in gateway.auth.env.items() if k.startswith("AUTH_")}
+    resources = json.loads(env["AUTH_RESOURCES"])
+    # A second service that Traefik routes to no bridge: down, as a stopped mcp-proxy@ unit would be.
+    down = gateway.url("memory", "/mcp")
+    env["AUTH_RESOURCES"] = json.dumps([*resources, {"name": "memory", "resource": down}])
+    env["SSL_CERT_FILE"] = str(gateway.ca_file)  # the role points it at the system bundle
+    env_file = write_env_file(tmp_path / "auth.env", env)
+
+    result = run(None, "health", "--json", env_file=env_file)
+    report = json.loads(result.stdout)
+    rows = {(r["check"], r["name"]): r for r in report["checks"]}
+    assert rows[("mcp", "time")]["ok"] is True, rows[("mcp", "time")]
+    assert rows[("mcp", "time")]["detail"].endswith("tool(s)")
+    assert rows[("mcp", "memory")]["ok"] is False
+    auth_cert = rows[("certificate", f"auth.{DOMAIN}")]
+    assert auth_cert["ok"] is True and auth_cert["detail"].startswith("expires 20"), auth_cert
+    assert rows[("certificate", f"time.{DOMAIN}")]["ok"] is True
+    assert rows[("redis", "persistence")] == {
+        "check": "redis",
+        "name": "persistence",
+        "ok": True,
+        "detail": "aof on, last write ok",
+    }
+    # Not healthy (no systemd units here, one service down): exit 1, naming each part.
+    assert report["healthy"] is False and result.returncode == 1
+    named = result.stderr.split("unhealthy: ", 1)[1].strip().split(", ")
+    assert "mcp memory" in named and "unit mcp-proxy@time.service" in named
+    assert "mcp time" not in named and "redis persistence" not in named
+    # The grants it minted were revoked afterwards.
+    assert as_json(None, "grants", "list", "--client", "mcp-gateway-health", env_file=env_file) == []
