@@ -8,7 +8,14 @@ import pytest
 import yaml
 
 from tests.ansible.playbooks import changed_count
-from tests.harness.playbook import example_group_vars, read_env_file, render
+from tests.harness.playbook import (
+    RENDER_PLAYBOOK,
+    example_group_vars,
+    read_env_file,
+    render,
+    render_overrides,
+    run_playbook,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -117,3 +124,26 @@ def test_session_in_flight_and_refresh_limits_reach_the_services(tmp_path: Path)
     assert time_env["MCP_PROXY_MAX_INFLIGHT_PER_USER"] == "9"
     assert read_env_file(tmp_path / "etc/mcp-gateway/servers/memory.env")["MCP_PROXY_MAX_INFLIGHT_PER_USER"] == "7"
     assert read_env_file(tmp_path / "etc/mcp-gateway/auth.env")["AUTH_REFRESH_REUSE_GRACE"] == "30"
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("MCP_PROXY_MAX_SESSIONS", "many", "mcp-proxy: error: MCP_PROXY_MAX_SESSIONS='many' is not a valid int"),
+        ("MCP_PROXY_POOLSIZE", "4", "mcp-proxy: error: unknown variable MCP_PROXY_POOLSIZE"),
+    ],
+)
+def test_a_bad_bridge_setting_is_refused_with_the_bridges_message_and_the_old_file_stays(
+    tmp_path: Path, setting: str, value: str, message: str
+) -> None:
+    render(tmp_path)
+    env_file = tmp_path / "etc/mcp-gateway/servers/time.env"
+    before = env_file.read_bytes()
+    servers = [
+        {**s, "proxy_env": {setting: value}} if s["name"] == "time" else s for s in example_group_vars()["mcp_servers"]
+    ]
+    result = run_playbook(RENDER_PLAYBOOK, tmp_path / "ansible", render_overrides(tmp_path, mcp_servers=servers))
+    assert result.returncode != 0
+    assert "Write each server's environment file" in result.stdout
+    assert message in result.stdout
+    assert env_file.read_bytes() == before
