@@ -88,6 +88,9 @@ def render_overrides(root: Path, **extra: Any) -> dict[str, Any]:
         "traefik_user": os.environ.get("USER") or "root",
         "auth_user": "root",
         "gateway_manage_services": False,
+        # The programs that check the configuration before it lands (the templates' validate:) are this
+        # venv's, where the host has them under gateway_install_dir.
+        "_mcp_servers_proxy_venv": str(VENV_BIN.parent),
         "traefik_listen_address": "127.0.0.1",
         "auth_github_client_id": "Iv1.test-client-id",
         "auth_github_client_secret": "test-client-secret",
