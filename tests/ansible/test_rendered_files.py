@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import yaml
 from tests.ansible.playbooks import changed_count
 from tests.harness.playbook import (
     RENDER_PLAYBOOK,
+    VENV_BIN,
     example_group_vars,
     read_env_file,
     render,
@@ -44,6 +46,31 @@ def test_static_config_has_the_entry_points_redirect_and_resolver(rendered: tupl
     assert acme["httpChallenge"] == {"entryPoint": "web"}
     assert "api" not in static
     assert static["entryPoints"]["traefik"]["address"].startswith("127.0.0.1:")
+
+
+def test_traefik_loads_each_dynamic_file_before_it_lands_and_refuses_a_key_it_does_not_know(
+    rendered: tuple[Path, object], tmp_path: Path
+) -> None:
+    """The traefik role's validate: of each dynamic file (check-dynamic, with the binary that will serve it):
+    every file the roles write passes, and one with a key Traefik does not know fails with Traefik's words."""
+    root, _ = rendered
+    checker = root / "opt/traefik/check-dynamic"
+    files = sorted((root / "etc/traefik/dynamic").glob("*.yml"))
+    assert [f.name for f in files] == ["gateway.yml", "mcp-memory.yml", "mcp-time.yml"]
+
+    def check(path: Path, name: str) -> subprocess.CompletedProcess[str]:
+        argv = [str(checker), str(VENV_BIN / "traefik"), str(path), name]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+
+    for dynamic in files:
+        result = check(dynamic, dynamic.name)
+        assert result.returncode == 0, result.stderr
+    # As Ansible hands it over: a file named "source", without the extension Traefik picks the format by.
+    broken = tmp_path / "source"
+    broken.write_text((root / "etc/traefik/dynamic/mcp-time.yml").read_text().replace("middlewares:", "middlewarez:"))
+    result = check(broken, "mcp-time.yml")
+    assert result.returncode == 1
+    assert "mcp-time.yml: field not found, node: middlewarez" in result.stderr
 
 
 def test_auth_environment_names_every_resource(rendered: tuple[Path, object]) -> None:

@@ -91,6 +91,8 @@ def render_overrides(root: Path, **extra: Any) -> dict[str, Any]:
         # The programs that check the configuration before it lands (the templates' validate:) are this
         # venv's, where the host has them under gateway_install_dir.
         "_mcp_servers_proxy_venv": str(VENV_BIN.parent),
+        "_traefik_home": str(root / "opt" / "traefik"),
+        "_traefik_venv": str(VENV_BIN.parent),
         "traefik_listen_address": "127.0.0.1",
         "auth_github_client_id": "Iv1.test-client-id",
         "auth_github_client_secret": "test-client-secret",
