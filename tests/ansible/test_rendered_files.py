@@ -58,9 +58,15 @@ def test_traefik_loads_each_dynamic_file_before_it_lands_and_refuses_a_key_it_do
     files = sorted((root / "etc/traefik/dynamic").glob("*.yml"))
     assert [f.name for f in files] == ["gateway.yml", "mcp-memory.yml", "mcp-time.yml"]
 
+    # On a host the live static configuration sits where Traefik looks for one when not told (/etc/traefik,
+    # the working directory): the check must not pick it up (it would serve ports 80 and 443 instead).
+    workdir = tmp_path / "workdir"
+    workdir.mkdir()
+    (workdir / "traefik.yml").write_text((root / "etc/traefik/traefik.yml").read_text())
+
     def check(path: Path, name: str) -> subprocess.CompletedProcess[str]:
         argv = [str(checker), str(VENV_BIN / "traefik"), str(path), name]
-        return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+        return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False, cwd=workdir)
 
     for dynamic in files:
         result = check(dynamic, dynamic.name)
