@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.ansible.playbooks import changed_count
-from tests.harness.playbook import example_group_vars, read_env_file, render
+from tests.harness.playbook import (
+    RENDER_PLAYBOOK,
+    VENV_BIN,
+    example_group_vars,
+    read_env_file,
+    render,
+    render_overrides,
+    run_playbook,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -60,6 +69,37 @@ def test_the_auth_unit_gives_the_workers_a_private_directory_for_their_counters(
     # systemd makes it (mode 0700, owned by the service's user) at each start and removes it at stop.
     assert "RuntimeDirectory=mcp-gateway-auth mcp-gateway-auth/metrics" in unit
     assert "RuntimeDirectoryMode=0700" in unit
+
+
+def test_traefik_loads_each_dynamic_file_before_it_lands_and_refuses_a_key_it_does_not_know(
+    rendered: tuple[Path, object], tmp_path: Path
+) -> None:
+    """The traefik role's validate: of each dynamic file (check-dynamic, with the binary that will serve it):
+    every file the roles write passes, and one with a key Traefik does not know fails with Traefik's words."""
+    root, _ = rendered
+    checker = root / "opt/traefik/check-dynamic"
+    files = sorted((root / "etc/traefik/dynamic").glob("*.yml"))
+    assert [f.name for f in files] == ["gateway.yml", "mcp-memory.yml", "mcp-time.yml"]
+
+    # On a host the live static configuration sits where Traefik looks for one when not told (/etc/traefik,
+    # the working directory): the check must not pick it up (it would serve ports 80 and 443 instead).
+    workdir = tmp_path / "workdir"
+    workdir.mkdir()
+    (workdir / "traefik.yml").write_text((root / "etc/traefik/traefik.yml").read_text())
+
+    def check(path: Path, name: str) -> subprocess.CompletedProcess[str]:
+        argv = [str(checker), str(VENV_BIN / "traefik"), str(path), name]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False, cwd=workdir)
+
+    for dynamic in files:
+        result = check(dynamic, dynamic.name)
+        assert result.returncode == 0, result.stderr
+    # As Ansible hands it over: a file named "source", without the extension Traefik picks the format by.
+    broken = tmp_path / "source"
+    broken.write_text((root / "etc/traefik/dynamic/mcp-time.yml").read_text().replace("middlewares:", "middlewarez:"))
+    result = check(broken, "mcp-time.yml")
+    assert result.returncode == 1
+    assert "mcp-time.yml: field not found, node: middlewarez" in result.stderr
 
 
 def test_auth_environment_names_every_resource(rendered: tuple[Path, object]) -> None:
@@ -140,3 +180,26 @@ def test_session_in_flight_and_refresh_limits_reach_the_services(tmp_path: Path)
     assert time_env["MCP_PROXY_MAX_INFLIGHT_PER_USER"] == "9"
     assert read_env_file(tmp_path / "etc/mcp-gateway/servers/memory.env")["MCP_PROXY_MAX_INFLIGHT_PER_USER"] == "7"
     assert read_env_file(tmp_path / "etc/mcp-gateway/auth.env")["AUTH_REFRESH_REUSE_GRACE"] == "30"
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("MCP_PROXY_MAX_SESSIONS", "many", "mcp-proxy: error: MCP_PROXY_MAX_SESSIONS='many' is not a valid int"),
+        ("MCP_PROXY_POOLSIZE", "4", "mcp-proxy: error: unknown variable MCP_PROXY_POOLSIZE"),
+    ],
+)
+def test_a_bad_bridge_setting_is_refused_with_the_bridges_message_and_the_old_file_stays(
+    tmp_path: Path, setting: str, value: str, message: str
+) -> None:
+    render(tmp_path)
+    env_file = tmp_path / "etc/mcp-gateway/servers/time.env"
+    before = env_file.read_bytes()
+    servers = [
+        {**s, "proxy_env": {setting: value}} if s["name"] == "time" else s for s in example_group_vars()["mcp_servers"]
+    ]
+    result = run_playbook(RENDER_PLAYBOOK, tmp_path / "ansible", render_overrides(tmp_path, mcp_servers=servers))
+    assert result.returncode != 0
+    assert "Write each server's environment file" in result.stdout
+    assert message in result.stdout
+    assert env_file.read_bytes() == before

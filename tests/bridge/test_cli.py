@@ -89,6 +89,40 @@ def test_no_command_is_a_clear_error() -> None:
     assert result.returncode != 0 and "command" in result.stderr
 
 
+def test_check_config_reads_the_file_as_systemd_does_and_starts_nothing(tmp_path: Path) -> None:
+    env_file = tmp_path / "time.env"
+    # The forms the roles write (double quotes, \\ escapes) and the others systemd reads.
+    env_file.write_text(
+        "# a comment\n; another\n"
+        'MCP_PROXY_PORT="8931"\n'
+        "MCP_PROXY_POOL_SIZE = 3  \n"
+        "MCP_PROXY_ALLOWED_ORIGINS='https://a.example'\n"
+        'MCP_PROXY_COMMAND="server --name \\"two words\\" \\$HOME \\`x\\`"\n'
+    )
+    result = _run(["--check-config", str(env_file)], env={"MCP_PROXY_PORT": "not read"})
+    assert result.returncode == 0, result.stderr
+    assert "server --name 'two words' '$HOME' '`x`'" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('MCP_PROXY_PORT="80x"', "MCP_PROXY_PORT='80x' is not a valid int"),
+        ("MCP_PROXY_HOST=0.0.0.0", "is not a loopback address"),
+        ("MCP_PROXY_LOG_LEVEL=loud", "--log-level 'loud' is not one of debug, info, warning, error"),
+        ("MCP_PROXY_PORTT=8931", "unknown variable MCP_PROXY_PORTT"),
+        ('MCP_PROXY_ALLOWED_ORIGINS="https://a.example', "is never closed"),
+        ("BAD NAME=1", "'BAD NAME' is not an environment variable name"),
+    ],
+)
+def test_check_config_refuses_a_bad_file_saying_why(tmp_path: Path, line: str, message: str) -> None:
+    env_file = tmp_path / "time.env"
+    env_file.write_text(f"MCP_PROXY_COMMAND=server\n{line}\n")
+    result = _run(["--check-config", str(env_file)])
+    assert result.returncode == 2
+    assert "mcp-proxy: error: " in result.stderr and message in result.stderr
+
+
 def test_everything_from_the_environment(tmp_path: Path, misbehaving_argv: list[str]) -> None:
     port = free_port()
     env = {

@@ -91,6 +91,14 @@ def render_overrides(root: Path, **extra: Any) -> dict[str, Any]:
         # The env file's validate: runs the admin command of the tests' own environment.
         "_auth_admin_command": str(VENV_BIN / "mcp-gateway"),
         "gateway_manage_services": False,
+        # The programs that check the configuration before it lands (the templates' validate:) are this
+        # venv's, where the host has them under gateway_install_dir.
+        "_mcp_servers_proxy_venv": str(VENV_BIN.parent),
+        "_traefik_home": str(root / "opt" / "traefik"),
+        "_traefik_venv": str(VENV_BIN.parent),
+        # Units name programs installed on the host only (systemd-analyze verify would refuse them here);
+        # the host scenarios check every unit as it lands.
+        "_gateway_unit_check": "true %s",
         "traefik_listen_address": "127.0.0.1",
         "auth_github_client_id": "Iv1.test-client-id",
         "auth_github_client_secret": "test-client-secret",

@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import os
+import shlex
 import socket
 import stat
 import sys
@@ -78,6 +79,10 @@ def build_server(settings: Settings) -> uvicorn.Server:
 
 def main(argv: Sequence[str] | None = None) -> None:
     settings = parse_settings(argv)
+    if settings.check_config is not None:
+        command = shlex.join(settings.command)
+        print(f"mcp-proxy: {settings.check_config}: the configuration is valid (command: {command})")
+        return
     configure_logging(settings.log_level)
     where = settings.uds or f"{settings.host}:{settings.port}"
     logging.getLogger("mcp_gateway_proxy").info(

@@ -9,7 +9,10 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from .envfile import EnvFileError, read_env_file
+
 ENV_PREFIX = "MCP_PROXY_"
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,8 @@ class Settings:
     log_level: str = "info"
     shutdown_grace: float = 3.0
     restart_backoff_reset: float = 60.0
+    # --check-config: the environment file that was checked (the bridge then only reports and exits).
+    check_config: str | None = None
 
     @property
     def sessions_per_user(self) -> int:
@@ -149,6 +154,15 @@ def build_parser() -> argparse.ArgumentParser:
             default=None,
             help=f"{help_text} [env {_env_name(name)}; default {_DEFAULT_TEXT.get(name, repr(default))}]",
         )
+    parser.add_argument(
+        "--check-config",
+        metavar="FILE",
+        help=(
+            "Check FILE, a systemd EnvironmentFile, as the bridge's only environment: read it as systemd "
+            "does, parse every setting as at start-up (flags given beside it still win), say what is wrong "
+            "and exit 2, or exit 0; nothing is started."
+        ),
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER, help="The stdio MCP server to run, after '--'.")
     return parser
 
@@ -167,6 +181,17 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
     environ = os.environ if environ is None else environ
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.check_config is not None:
+        # The file alone: under systemd the unit's environment holds nothing else of the bridge's.
+        try:
+            environ = read_env_file(args.check_config)
+        except EnvFileError as error:
+            parser.error(str(error))
+    known = {_env_name(name) for name, *_ in _OPTIONS} | {ENV_PREFIX + "COMMAND"}
+    unknown = sorted(name for name in environ if name.startswith(ENV_PREFIX) and name not in known)
+    if unknown:
+        # A misspelt variable would otherwise be ignored and its option silently left at the default.
+        parser.error(f"unknown variable {', '.join(unknown)}: the bridge reads only {', '.join(sorted(known))}")
     values: dict[str, object] = {}
     for name, kind, default, _ in _OPTIONS:
         value = getattr(args, name)
@@ -220,6 +245,8 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
     ):
         if float(values[positive]) <= 0:  # type: ignore[arg-type]
             parser.error(f"--{positive.replace('_', '-')} must be positive")
+    if str(values["log_level"]).lower() not in LOG_LEVELS:
+        parser.error(f"--log-level {values['log_level']!r} is not one of {', '.join(LOG_LEVELS)}")
     if values["cache_scope"] not in ("private", "public"):
         parser.error("--cache-scope must be 'private' or 'public'")
     try:
@@ -254,4 +281,5 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
         log_level=str(values["log_level"]),
         shutdown_grace=float(values["shutdown_grace"]),  # type: ignore[arg-type]
         restart_backoff_reset=float(values["restart_backoff_reset"]),  # type: ignore[arg-type]
+        check_config=args.check_config,
     )
