@@ -5,6 +5,8 @@ one run of site.yml, then idempotence, the hosts' promises, real SDK clients aga
 mode with --diff, destroy. Two scenarios take longer than a test run may, and run only when asked:
 `multi` (two guests on one network, for the multi-host work) with GATEWAY_TEST_MULTI=1, and `vm` (the
 same on a QEMU VM, with a reboot; over an hour under software emulation) with GATEWAY_TEST_VM=1.
+GATEWAY_TEST_UPGRADE=1 adds to `default`'s verify step three runs of playbooks/upgrade.yml (a good version,
+a broken one that must roll back, a release that does not exist), which take several minutes more.
 
 Each scenario's output goes to .tmp/molecule-<scenario>.log, every line stamped with the minutes and
 seconds since the start, so the slow steps are plain to see. However the test ends (failure, timeout,
@@ -82,9 +84,12 @@ def run_scenario(name: str, timeout: float) -> None:
 
 # Each limit is the scenario's own (pytest's global per-test timeout is shorter); molecule gets a
 # little less, so its own clean-up runs before pytest-timeout would cut in.
-@pytest.mark.timeout(40 * 60)
+UPGRADES = os.environ.get("GATEWAY_TEST_UPGRADE") == "1"
+
+
+@pytest.mark.timeout((60 if UPGRADES else 40) * 60)
 def test_default_scenario_converges_site_yml_on_debian_12_and_debian_13_guests():
-    run_scenario("default", timeout=35 * 60)
+    run_scenario("default", timeout=(55 if UPGRADES else 35) * 60)
 
 
 @pytest.mark.timeout(25 * 60)
