@@ -32,15 +32,14 @@ from tests.hosts.test_converged_gateway import (
     Target,
     call_twice,
     provider_for,
+    target,  # noqa: F401 (the fixture)
 )
-from tests.hosts.test_converged_gateway import target as _target  # noqa: F401 (the fixture `target`)
 
 pytestmark = [pytest.mark.hosts, pytest.mark.slow]
 
 PHASE = os.environ.get("GATEWAY_UPGRADE_PHASE", "")
 CLIENT_STATE = os.environ.get("GATEWAY_CLIENT_STATE", "")
 SERVICE = "time"
-LEGACY = "2025-11-25"
 
 if PHASE not in ("before", "restarted", "unchanged") or not CLIENT_STATE:
     pytest.skip("GATEWAY_UPGRADE_PHASE and GATEWAY_CLIENT_STATE say nothing", allow_module_level=True)
@@ -49,61 +48,33 @@ import anyio  # noqa: E402
 import httpx  # noqa: E402
 from mcp.shared.auth import OAuthClientInformationFull, OAuthMetadata, OAuthToken  # noqa: E402
 
-
-def legacy_post(target: Target, token: str, body: dict, session: str | None = None) -> httpx.Response:
-    headers = {
-        "Authorization": f"Bearer {token}",
-        "Accept": "application/json, text/event-stream",
-        "MCP-Protocol-Version": LEGACY,
-    }
-    if session:
-        headers["Mcp-Session-Id"] = session
-    return httpx.post(target.url(SERVICE, "/mcp"), json=body, headers=headers, verify=target.tls(), timeout=30)
+from tests.bridge.rawhttp import initialize, legacy_headers, rpc_messages  # noqa: E402
 
 
-def rpc_result(response: httpx.Response) -> dict:
-    """The JSON-RPC answer of a POST, whether the bridge answered with JSON or one SSE event."""
-    assert response.status_code == 200, f"{response.status_code} {response.text[:300]}"
-    if response.headers.get("content-type", "").startswith("text/event-stream"):
-        data = [line[5:].strip() for line in response.text.splitlines() if line.startswith("data:")]
-        return json.loads(data[-1])
-    return response.json()
+def legacy_client(gateway: Target, token: str) -> httpx.Client:
+    return httpx.Client(headers={"Authorization": f"Bearer {token}"}, verify=gateway.tls(), timeout=30)
 
 
-def open_legacy_session(target: Target, token: str) -> str:
-    """initialize, initialized, tools/call in a legacy session; its id."""
-    init = legacy_post(
-        target,
-        token,
-        {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": LEGACY,
-                "capabilities": {},
-                "clientInfo": {"name": "upgrade", "version": "1"},
-            },
-        },
-    )
-    assert rpc_result(init)["result"]["protocolVersion"] == LEGACY
-    session = init.headers["mcp-session-id"]
-    initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
-    assert legacy_post(target, token, initialized, session).status_code == 202
-    call_in(target, token, session)
+def open_legacy_session(gateway: Target, token: str) -> str:
+    """initialize, initialized and a tool call in a new legacy session; its id."""
+    with legacy_client(gateway, token) as http:
+        session = initialize(http, gateway.url(SERVICE, "/mcp"))
+    assert call_in(gateway, token, session).status_code == 200
     return session
 
 
-def call_in(target: Target, token: str, session: str) -> httpx.Response:
+def call_in(gateway: Target, token: str, session: str) -> httpx.Response:
+    """A tool call in a legacy session (the answer checked when there is one)."""
     tool, arguments = TOOL_CALLS[SERVICE]
     body = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": tool, "arguments": arguments}}
-    response = legacy_post(target, token, body, session)
+    with legacy_client(gateway, token) as http:
+        response = http.post(gateway.url(SERVICE, "/mcp"), json=body, headers=legacy_headers(session))
     if response.status_code == 200:
-        assert rpc_result(response)["result"]["isError"] is False
+        assert rpc_messages(response)[-1]["result"]["isError"] is False, response.text[:300]
     return response
 
 
-def test_the_client_carries_on_across_the_upgrade(target: Target) -> None:
+def test_the_client_carries_on_across_the_upgrade(target: Target) -> None:  # noqa: F811 (the fixture)
     state = Path(CLIENT_STATE)
     storage = MemoryStorage()
     browser = Browser(target)
