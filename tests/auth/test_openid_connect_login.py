@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import jwt
 from jwt.algorithms import RSAAlgorithm
 
+from tests.auth.admin_command import as_json, run
 from tests.auth.conftest import ISSUER
 from tests.harness.auth import AuthService
 from tests.harness.oauthflow import (
@@ -264,3 +265,20 @@ def test_each_authorization_goes_to_the_provider_so_each_grant_has_its_own_provi
     after = len([u for u in oidc_browser.history if u.startswith(f"{idp.issuer}/auth?")])
     assert after == before + 1
     assert refresh(oidc_service, client, second["refresh_token"]).status_code == 200
+
+
+def test_the_operator_lists_and_bans_a_user_named_by_email(oidc_browser, oidc_service, idp):
+    client = register(oidc_service)
+    tokens = tokens_for(oidc_browser, client, resource=FETCH)
+    listed = as_json(oidc_service, "users", "list")
+    users = {u["login"]: u for u in listed["users"]}
+    # Rules are not users; alice's services come from the claims her grant keeps.
+    assert set(users) == {"alice@example.org"}
+    assert users["alice@example.org"]["services"] == ["time", "fetch"]
+    fetch = next(s for s in listed["services"] if s["name"] == "fetch")
+    assert fetch["allowed"] == ["group:mcp-users"] and fetch["within"] == ["@example.org", "group:mcp-users"]
+
+    banned = run(oidc_service, "users", "ban", "Alice@Example.org", "--reason", "left")
+    assert banned.returncode == 0, banned.stderr
+    assert verify(oidc_service, tokens["access_token"], resource=FETCH).status_code == 401
+    assert run(oidc_service, "users", "unban", "alice@example.org").returncode == 0

@@ -9,10 +9,16 @@ name groups).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 GROUP_PREFIX = "group:"
+# A login, lower case: GitHub's (letters, digits, '-', and '_' on GitHub Enterprise), or an OpenID
+# Connect claim such as an email address or a subject like `auth0|123`. It goes into Redis key
+# names, headers and the operator's command line, so nothing else: no space, slash, '*' or leading
+# punctuation.
+LOGIN = re.compile(r"[a-z0-9][a-z0-9_.@+|:-]{0,254}")
 
 
 @dataclass(frozen=True)

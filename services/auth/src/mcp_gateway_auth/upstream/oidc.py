@@ -30,11 +30,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from joserfc.errors import JoseError
 
-from ..allowlist import Identity
+from ..allowlist import LOGIN, Identity
 from ..config import Settings
 from . import Login, UpstreamError, UpstreamRefused
-
-_MAX_LOGIN = 255
 
 
 class _ProviderApp(OAuth2Mixin, OpenIDMixin, BaseApp):
@@ -156,7 +154,7 @@ class OpenIDConnect:
         if not isinstance(value, str) or not value.strip():
             raise UpstreamError(f"The identity provider did not send the '{name}' claim that names the user")
         login = value.strip().lower()
-        if len(login) > _MAX_LOGIN or any(ord(c) <= 0x20 or ord(c) == 0x7F for c in login):
+        if not LOGIN.fullmatch(login):
             raise UpstreamError(f"The identity provider's '{name}' claim cannot name a user")
         verified = claims.get("email_verified") in (True, "true")
         if name == "email" and not verified:
