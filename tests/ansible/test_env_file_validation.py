@@ -29,3 +29,29 @@ def test_a_bad_value_fails_the_task_with_the_loaders_message_and_keeps_the_old_f
     assert env_file.read_bytes() == before
     for secret in (overrides["render_secret_key"], overrides["render_redis_password"], "test-client-secret"):
         assert secret not in output
+
+
+def test_an_openid_connect_inventory_writes_the_providers_settings_and_the_loader_accepts_them(
+    tmp_path: Path,
+) -> None:
+    """The env file passes the service's own check-config (the template task's validate) with
+    auth_idp oidc, carries the provider's settings and allow-list, and no GitHub app."""
+    render(
+        tmp_path,
+        gateway_domain="example.test",
+        auth_idp="oidc",
+        auth_oidc_issuer="https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000/v2.0",
+        auth_oidc_client_id="mcp-gateway",
+        auth_oidc_client_secret="oidc-test-secret",
+        auth_oidc_scopes=["openid", "email", "profile", "offline_access"],
+        auth_oidc_user_claim="preferred_username",
+        auth_allowed_users=["group:00000000-0000-0000-0000-000000000001", "@example.test"],
+    )
+    env = read_env_file(tmp_path / "etc/mcp-gateway/auth.env")
+    assert env["AUTH_IDP"] == "oidc"
+    assert env["AUTH_OIDC_ISSUER"] == "https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000/v2.0"
+    assert env["AUTH_OIDC_CLIENT_SECRET"] == "oidc-test-secret"
+    assert env["AUTH_OIDC_SCOPES"] == "openid email profile offline_access"
+    assert env["AUTH_OIDC_USER_CLAIM"] == "preferred_username"
+    assert env["AUTH_ALLOWED_USERS"] == "group:00000000-0000-0000-0000-000000000001,@example.test"
+    assert not {name for name in env if name.startswith(("AUTH_GITHUB_", "AUTH_ALLOWED_GITHUB"))}

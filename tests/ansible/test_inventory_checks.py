@@ -31,6 +31,14 @@ def servers(*extra: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 GOOD = "the example inventory with its GitHub app filled in"
+GOOD_OIDC = "the example inventory signing in through an OpenID Connect provider"
+OIDC = {
+    "auth_idp": "oidc",
+    "auth_oidc_issuer": "https://keycloak.example.com/realms/staff",
+    "auth_oidc_client_id": "mcp-gateway",
+    "auth_oidc_client_secret": "0123456789abcdef",
+    "auth_allowed_users": ["@example.com", "group:mcp-users"],
+}
 
 # case: (variables over inventory.example, what the refusal must say)
 BROKEN: dict[str, tuple[dict[str, Any], list[str]]] = {
@@ -41,6 +49,26 @@ BROKEN: dict[str, tuple[dict[str, Any], list[str]]] = {
     "github secret left as the placeholder": (
         {"auth_github_client_secret": "CHANGE-ME"},
         ["Set auth_github_client_secret (empty or CHANGE-ME now)"],
+    ),
+    "unknown identity provider": (
+        {"auth_idp": "saml"},
+        ["auth_idp", "saml"],
+    ),
+    "openid connect provider without its settings": (
+        {"auth_idp": "oidc", "auth_allowed_users": ["*"]},
+        ["With auth_idp oidc, set auth_oidc_issuer, auth_oidc_client_id, auth_oidc_client_secret"],
+    ),
+    "openid connect provider without an allow-list": (
+        {**OIDC, "auth_allowed_users": []},
+        ["With auth_idp oidc, auth_allowed_users must list who may sign in", "got []"],
+    ),
+    "openid connect scopes without openid": (
+        {**OIDC, "auth_oidc_scopes": ["email", "profile"]},
+        ['auth_oidc_scopes a list that includes openid (got ["email", "profile"])'],
+    ),
+    "openid connect issuer over plain http": (
+        {**OIDC, "auth_oidc_issuer": "http://keycloak.example.com/realms/staff"},
+        ["auth_oidc_issuer must be the provider's https issuer URL (got 'http://keycloak.example.com/realms/staff')"],
     ),
     "duplicate server names": (
         {"mcp_servers": servers({"name": "time", "pip": "mcp-server-time", "command": "mcp-server-time"})},
@@ -157,14 +185,18 @@ BROKEN: dict[str, tuple[dict[str, Any], list[str]]] = {
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     """Each case's last result (its first failed check, or the last passed one), from one run."""
     tmp = tmp_path_factory.mktemp("inventory-checks")
-    cases = {GOOD: {}, **{case: variables for case, (variables, _) in BROKEN.items()}}
+    cases = {GOOD: {}, GOOD_OIDC: OIDC, **{case: variables for case, (variables, _) in BROKEN.items()}}
     hosts = {f"case-{i}": case for i, case in enumerate(cases)}
     inventory = tmp / "inventory"
     (inventory / "group_vars").mkdir(parents=True)
     (inventory / "group_vars" / "gateway.yml").write_text((INVENTORY / "group_vars" / "gateway.yml").read_text())
     # The example's pip_lock paths are relative to its inventory folder.
     (inventory / "files").symlink_to(INVENTORY / "files")
-    host_vars = {host: {**GOOD_SECRETS, **cases[case]} for host, case in hosts.items()}
+    # An OpenID Connect inventory keeps the example's GitHub placeholders: they must not be asked for.
+    host_vars = {
+        host: {**({} if cases[case].get("auth_idp") == "oidc" else GOOD_SECRETS), **cases[case]}
+        for host, case in hosts.items()
+    }
     (inventory / "hosts.yml").write_text(yaml.safe_dump({"gateway": {"hosts": host_vars}}))
     tree = tmp / "tree"
     result = run_playbook(
@@ -196,6 +228,10 @@ def messages(outcome: dict[str, Any]) -> str:
 
 def test_the_example_inventory_passes(outcomes: dict[str, dict[str, Any]]) -> None:
     assert not outcomes[GOOD].get("failed"), messages(outcomes[GOOD])
+
+
+def test_an_openid_connect_inventory_needs_no_github_app(outcomes: dict[str, dict[str, Any]]) -> None:
+    assert not outcomes[GOOD_OIDC].get("failed"), messages(outcomes[GOOD_OIDC])
 
 
 @pytest.mark.parametrize("case", sorted(BROKEN))

@@ -14,6 +14,7 @@ from tests.auth.gateway import running_gateway
 from tests.harness.auth import AuthService
 from tests.harness.github import GitHubStub
 from tests.harness.oauthflow import FETCH, ISSUER, TIME, Browser
+from tests.harness.oidc import OidcProvider
 from tests.harness.redis import RedisServer
 
 RESOURCES = [
@@ -189,3 +190,63 @@ def short_lived(shared_services: SharedServices, test_ca) -> AuthService:
             "SSL_CERT_FILE": str(test_ca.cert_path),
         },
     )
+
+
+# -- OpenID Connect: node-oidc-provider as the identity provider ------------------------------------
+# Who may sign in: everyone with a verified email in example.org, and members of mcp-users wherever
+# their email is; fetch narrows that to mcp-users.
+OIDC_ALLOWED = "@example.org, group:mcp-users"
+OIDC_RESOURCES = [
+    {"name": "time", "resource": TIME},
+    {"name": "fetch", "resource": FETCH, "allowed_users": ["group:mcp-users"]},
+]
+
+
+@pytest.fixture(scope="session")
+def oidc_provider(harness_dir: Path, test_ca) -> Iterator[OidcProvider]:
+    """The provider the OIDC service trusts; accounts alice, bob, carol, eve (see tests/harness/oidc.py)."""
+    provider = OidcProvider(harness_dir / "oidc", test_ca, redirect_uri=f"{ISSUER}/callback").start()
+    try:
+        yield provider
+    finally:
+        provider.stop()
+
+
+def oidc_env(provider: OidcProvider, test_ca, **extra: str) -> dict[str, str]:
+    return {
+        "AUTH_IDP": "oidc",
+        "AUTH_OIDC_ISSUER": provider.issuer,
+        "AUTH_OIDC_CLIENT_ID": provider.client_id,
+        "AUTH_OIDC_CLIENT_SECRET": provider.client_secret,
+        "AUTH_OIDC_SCOPES": "openid email profile groups",
+        "AUTH_ALLOWED_USERS": OIDC_ALLOWED,
+        "AUTH_ALLOWED_GITHUB_USERS": "",
+        "SSL_CERT_FILE": str(test_ca.cert_path),
+        **extra,
+    }
+
+
+@pytest.fixture
+def oidc_service(shared_services: SharedServices, oidc_provider: OidcProvider, test_ca) -> AuthService:
+    """The auth service signing people in through `oidc_provider`, on an empty store of its own."""
+    return shared_services.get(empty_store=True, resources=OIDC_RESOURCES, env=oidc_env(oidc_provider, test_ca))
+
+
+@pytest.fixture
+def idp(oidc_provider: OidcProvider) -> Iterator[OidcProvider]:
+    """The provider, signing in alice unless the test says otherwise; accounts restored afterwards."""
+    oidc_provider.set_user("alice")
+    try:
+        yield oidc_provider
+    finally:
+        oidc_provider.set_user("alice")
+        oidc_provider.reset_accounts()
+
+
+@pytest.fixture
+def oidc_browser(oidc_service: AuthService, github: GitHubStub, idp: OidcProvider) -> Iterator[Browser]:
+    agent = Browser(oidc_service, github, idp=idp)
+    try:
+        yield agent
+    finally:
+        agent.close()

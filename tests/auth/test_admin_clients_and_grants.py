@@ -86,9 +86,10 @@ def test_bad_arguments_exit_2_with_a_message_and_change_nothing(auth_service, br
     cases = {
         ("grants", "revoke"): "give exactly one of GRANT_ID, --user LOGIN, --client CLIENT_ID or --all",
         ("grants", "revoke", "--user", "octocat", "--all"): "give exactly one of",
-        ("grants", "revoke", "--user", "octo cat"): "is not a GitHub login",
-        ("grants", "list", "--user", "../etc"): "is not a GitHub login",
-        ("users", "ban", "-"): "is not a GitHub login",
+        ("grants", "revoke", "--user", "octo cat"): "is not a login",
+        ("grants", "list", "--user", "../etc"): "is not a login",
+        ("users", "ban", "-"): "is not a login",
+        ("users", "ban", "group:mcp-users"): "is not a login",
         ("audit", "--limit", "0"): "0 is not in the range",
         ("clients", "list", "--jsn"): "No such option '--jsn'",
         ("clients", "frobnicate"): "No such command 'frobnicate'",

@@ -149,3 +149,59 @@ def test_a_service_in_test_mode_says_so_loudly_at_start(cimd_service):
     assert warnings and all(line["level"] == "warning" for line in warnings)
     assert "AUTH_TEST_CIMD_ALLOWED_HOSTS" in warnings[0]["settings"]
     assert "never in production" in warnings[0]["message"]
+
+
+def oidc(good_env: dict, **changes: str) -> dict:
+    env = {k: v for k, v in good_env.items() if not k.startswith(("AUTH_GITHUB_", "AUTH_ALLOWED_GITHUB"))}
+    env.update(
+        {
+            "AUTH_IDP": "oidc",
+            "AUTH_OIDC_ISSUER": "https://login.example.test/realms/staff",
+            "AUTH_OIDC_CLIENT_ID": "mcp-gateway",
+            "AUTH_OIDC_CLIENT_SECRET": "secret",
+            "AUTH_ALLOWED_USERS": "@example.test, group:mcp-users, alice@elsewhere.test",
+        }
+    )
+    env.update(changes)
+    return env
+
+
+def test_an_openid_connect_configuration_needs_no_github_settings(good_env):
+    settings = create_app(oidc(good_env)).config["SETTINGS"]
+    assert settings.idp == "oidc" and settings.oidc_user_claim == "email"
+    assert settings.allowed_users == {"@example.test", "group:mcp-users", "alice@elsewhere.test"}
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"AUTH_IDP": "saml"}, "AUTH_IDP: 'saml'; expected github or oidc"),
+        ({"AUTH_OIDC_ISSUER": ""}, "missing required setting.*AUTH_OIDC_ISSUER"),
+        ({"AUTH_OIDC_CLIENT_SECRET": ""}, "missing required setting.*AUTH_OIDC_CLIENT_SECRET"),
+        ({"AUTH_ALLOWED_USERS": ""}, "missing required setting.*AUTH_ALLOWED_USERS"),
+        ({"AUTH_OIDC_ISSUER": "http://login.example.test"}, "AUTH_OIDC_ISSUER: .* https issuer URL"),
+        ({"AUTH_OIDC_SCOPES": "email profile"}, "AUTH_OIDC_SCOPES: must include 'openid'"),
+        ({"AUTH_OIDC_USER_CLAIM": "e mail"}, "AUTH_OIDC_USER_CLAIM: 'e mail' is not a claim name"),
+        ({"AUTH_ALLOWED_USERS": "@"}, "names no domain or group"),
+        ({"AUTH_ALLOWED_USERS": "group:"}, "names no domain or group"),
+        ({"AUTH_ALLOWED_GITHUB_USERS": "octocat"}, "AUTH_ALLOWED_GITHUB_USERS: not read with AUTH_IDP=oidc"),
+        (
+            {
+                "AUTH_RESOURCES": json.dumps(
+                    [{"name": "t", "resource": "https://t.example.test/mcp", "allowed_users": ["@"]}]
+                )
+            },
+            r"AUTH_RESOURCES\[0\].allowed_users",
+        ),
+    ],
+)
+def test_a_bad_openid_connect_setting_is_named_in_the_error(good_env, changes, message):
+    with pytest.raises(ConfigError, match=message):
+        create_app(oidc(good_env, **changes))
+
+
+@pytest.mark.parametrize("entry", ["@example.test", "group:mcp-users"])
+def test_domain_and_group_rules_need_an_openid_connect_provider(good_env, entry):
+    """GitHub has no verified domain or group claim to match them against."""
+    with pytest.raises(ConfigError, match=r"AUTH_ALLOWED_GITHUB_USERS: .* needs AUTH_IDP=oidc"):
+        create_app({**good_env, "AUTH_ALLOWED_GITHUB_USERS": f"octocat,{entry}"})

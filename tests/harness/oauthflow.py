@@ -6,6 +6,7 @@ import base64
 import hashlib
 import re
 import secrets
+import ssl
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
@@ -16,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 
 from tests.harness.auth import AuthService
 from tests.harness.github import GitHubStub
+from tests.harness.oidc import OidcProvider
 
 TIME = "https://time.example.test/mcp"
 FETCH = "https://fetch.example.test/mcp"
@@ -80,16 +82,27 @@ def verify(service: AuthService, token: str | None, resource: str = TIME, uri: s
 
 @dataclass
 class Browser:
-    """A scripted user agent that follows redirects between the auth service and the GitHub stub and
-    stops at the client's redirect URI (or at a page that needs a person)."""
+    """A scripted user agent that follows redirects between the auth service and the GitHub stub (or
+    an OpenID Connect provider, `idp`) and stops at the client's redirect URI (or at a page that
+    needs a person)."""
 
     service: AuthService
     github: GitHubStub
     cookies: dict[str, str] = field(default_factory=dict)
     history: list[str] = field(default_factory=list)
+    idp: OidcProvider | None = None
 
     def __post_init__(self) -> None:
         self.http = httpx.Client(timeout=15)
+        # The provider serves HTTPS with the test CA's certificate; its cookies stay in this client.
+        self.idp_http = (
+            httpx.Client(timeout=15, verify=ssl.create_default_context(cafile=str(self.idp.ca.cert_path)))
+            if self.idp is not None
+            else None
+        )
+
+    def _upstream(self, url: str) -> bool:
+        return url.startswith(self.github.url) or (self.idp is not None and url.startswith(self.idp.issuer + "/"))
 
     def _send(self, method: str, url: str, data: dict | None = None) -> httpx.Response:
         self.history.append(url)
@@ -111,6 +124,8 @@ class Browser:
             return response
         if url.startswith(self.github.url):
             return self.http.request(method, url, data=data)
+        if self.idp_http is not None and self.idp is not None and url.startswith(self.idp.issuer + "/"):
+            return self.idp_http.request(method, url, data=data)
         raise AssertionError(f"the browser was sent somewhere unexpected: {url}")
 
     def open(self, url: str, method: str = "GET", data: dict | None = None, max_hops: int = 10) -> Outcome:
@@ -119,7 +134,7 @@ class Browser:
             method, data = "GET", None
             if response.status_code in (301, 302, 303, 307, 308):
                 location = urljoin(url, response.headers["location"])
-                if not (location.startswith(self.service.issuer) or location.startswith(self.github.url)):
+                if not (location.startswith(self.service.issuer) or self._upstream(location)):
                     return Outcome(location=location, response=response)
                 url = location
                 continue
@@ -135,6 +150,8 @@ class Browser:
 
     def close(self) -> None:
         self.http.close()
+        if self.idp_http is not None:
+            self.idp_http.close()
 
 
 @dataclass

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .allowlist import Identity, admits, is_rule, normalize
+
 
 class ConfigError(RuntimeError):
     """The service cannot start with this configuration."""
@@ -26,7 +28,7 @@ class Resource:
 
     name: str
     resource: str  # canonical URL of the MCP endpoint, e.g. https://time.example.com/mcp
-    allowed_users: frozenset[str] | None = None  # narrows the global allowlist when set
+    allowed_users: frozenset[str] | None = None  # narrows the global allowlist when set (logins and rules)
 
     @property
     def origin(self) -> str:
@@ -47,7 +49,15 @@ class Settings:
     signing_key_paths: tuple[Path, ...]
     secret_key: str
     resources: tuple[Resource, ...]
-    allowed_users: frozenset[str]  # lower-case logins; {"*"} means every GitHub user
+    allowed_users: frozenset[str]  # lower-case logins and rules (allowlist.py); {"*"} means everyone
+    idp: str = "github"  # who signs people in: "github" or "oidc"
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: str = ""
+    oidc_scopes: tuple[str, ...] = ("openid", "email", "profile")
+    oidc_user_claim: str = "email"  # the claim that names the user
+    oidc_groups_claim: str = "groups"
+    oidc_max_unchecked_age: int = 86400  # life of a grant the provider gave no refresh token to re-check
     github_url: str = "https://github.com"
     github_api_url: str = "https://api.github.com"
     access_token_ttl: int = 1800
@@ -89,23 +99,41 @@ class Settings:
                 return item
         return None
 
-    def user_allowed(self, login: str, resource: Resource | None = None) -> bool:
-        login = login.strip().lower()
-        if "*" not in self.allowed_users and login not in self.allowed_users:
+    def user_allowed(self, login: str, resource: Resource | None = None, identity: Identity | None = None) -> bool:
+        """The global allowlist and the service's own admit the user. `identity` carries the claims
+        that domain and group rules look at (kept with the grant); without it only logins match."""
+        identity = identity or Identity(login.strip().lower())
+        if not admits(self.allowed_users, identity):
             return False
         if resource is not None and resource.allowed_users is not None:
-            return "*" in resource.allowed_users or login in resource.allowed_users
+            return admits(resource.allowed_users, identity)
         return True
 
+    @property
+    def allowlist_setting(self) -> str:
+        return "AUTH_ALLOWED_USERS" if self.idp == "oidc" else "AUTH_ALLOWED_GITHUB_USERS"
 
-def _logins(value: str | list, name: str) -> frozenset[str]:
+    @property
+    def idp_name(self) -> str:
+        """The provider's name on the pages a person sees."""
+        return "GitHub" if self.idp == "github" else "identity provider"
+
+
+def _logins(value: str | list, name: str, idp: str = "github") -> frozenset[str]:
+    """Allowlist entries: logins, `*`, and with OpenID Connect `@domain` and `group:NAME` rules."""
+    what = "GitHub logins" if idp == "github" else "logins, @domains or group:NAMEs"
     items = value.split(",") if isinstance(value, str) else value
     if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
-        raise ConfigError(f"{name}: expected a list of GitHub logins")
-    logins = frozenset(i.strip().lower() for i in items if i.strip())
-    if not logins:
-        raise ConfigError(f"{name}: no GitHub login given (use '*' to allow every GitHub user)")
-    return logins
+        raise ConfigError(f"{name}: expected a list of {what}")
+    entries = frozenset(normalize(i) for i in items if i.strip())
+    if not entries:
+        raise ConfigError(f"{name}: no entry given (use '*' to allow every user the provider signs in)")
+    for entry in entries:
+        if is_rule(entry) and idp != "oidc":
+            raise ConfigError(f"{name}: {entry!r} is a domain or group rule, which needs AUTH_IDP=oidc")
+        if entry in ("@", "group:") or (entry.startswith("@") and "." not in entry):
+            raise ConfigError(f"{name}: {entry!r} names no domain or group (e.g. @example.com, group:mcp-users)")
+    return entries
 
 
 def _url(value: str, name: str, *, allow_path: bool) -> str:
@@ -152,7 +180,7 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0, m
     return value
 
 
-def _resources(raw: str) -> tuple[Resource, ...]:
+def _resources(raw: str, idp: str = "github") -> tuple[Resource, ...]:
     try:
         data = json.loads(raw)
     except ValueError as exc:
@@ -174,7 +202,7 @@ def _resources(raw: str) -> tuple[Resource, ...]:
                 "with a path and no trailing slash, e.g. https://time.example.com/mcp"
             )
         users = item.get("allowed_users")
-        allowed = None if users is None else _logins(users, f"{where}.allowed_users")
+        allowed = None if users is None else _logins(users, f"{where}.allowed_users", idp)
         extra = set(item) - {"name", "resource", "allowed_users"}
         if extra:
             raise ConfigError(f"{where}: unknown keys {sorted(extra)}")
@@ -266,6 +294,58 @@ REQUIRED = (
     "AUTH_SECRET_KEY",
     "AUTH_RESOURCES",
 )
+# With AUTH_IDP=oidc, the provider's settings and the provider-neutral allowlist replace GitHub's.
+REQUIRED_OIDC = (
+    "AUTH_ISSUER",
+    "AUTH_REDIS_URL",
+    "AUTH_OIDC_ISSUER",
+    "AUTH_OIDC_CLIENT_ID",
+    "AUTH_OIDC_CLIENT_SECRET",
+    "AUTH_ALLOWED_USERS",
+    "AUTH_SIGNING_KEYS",
+    "AUTH_SECRET_KEY",
+    "AUTH_RESOURCES",
+)
+_CLAIM_NAME = re.compile(r"[A-Za-z0-9_.:/-]{1,100}")
+
+
+def _idp(env: Mapping[str, str]) -> str:
+    idp = str(env.get("AUTH_IDP") or "github").strip().lower()
+    if idp not in ("github", "oidc"):
+        raise ConfigError(f"AUTH_IDP: {idp!r}; expected github or oidc")
+    other = "AUTH_ALLOWED_USERS" if idp == "github" else "AUTH_ALLOWED_GITHUB_USERS"
+    if str(env.get(other) or "").strip():
+        wanted = "AUTH_ALLOWED_GITHUB_USERS" if idp == "github" else "AUTH_ALLOWED_USERS"
+        raise ConfigError(f"{other}: not read with AUTH_IDP={idp}; name who may sign in in {wanted}")
+    return idp
+
+
+def _oidc_settings(env: Mapping[str, str]) -> dict:
+    issuer = env["AUTH_OIDC_ISSUER"].strip()
+    parts = urlsplit(issuer)
+    if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigError(
+            f"AUTH_OIDC_ISSUER: {issuer!r} must be the provider's https issuer URL, exactly as its "
+            "/.well-known/openid-configuration states it"
+        )
+    scopes = tuple(s for s in (env.get("AUTH_OIDC_SCOPES") or "openid email profile").replace(",", " ").split() if s)
+    if "openid" not in scopes:
+        raise ConfigError("AUTH_OIDC_SCOPES: must include 'openid'")
+    claims = {}
+    for name, default in (("AUTH_OIDC_USER_CLAIM", "email"), ("AUTH_OIDC_GROUPS_CLAIM", "groups")):
+        value = str(env.get(name) or default).strip()
+        if not _CLAIM_NAME.fullmatch(value):
+            raise ConfigError(f"{name}: {value!r} is not a claim name")
+        claims[name] = value
+    return {
+        "oidc_issuer": issuer,
+        "oidc_client_id": env["AUTH_OIDC_CLIENT_ID"].strip(),
+        "oidc_client_secret": env["AUTH_OIDC_CLIENT_SECRET"].strip(),
+        "oidc_scopes": scopes,
+        "oidc_user_claim": claims["AUTH_OIDC_USER_CLAIM"],
+        "oidc_groups_claim": claims["AUTH_OIDC_GROUPS_CLAIM"],
+        "oidc_max_unchecked_age": _int(env, "AUTH_OIDC_MAX_UNCHECKED_AGE", 86400, minimum=60),
+    }
 
 
 def load_settings(overrides: Mapping[str, object] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -273,7 +353,9 @@ def load_settings(overrides: Mapping[str, object] | None = None, environ: Mappin
     env: dict[str, str] = {k: v for k, v in (os.environ if environ is None else environ).items()}
     for key, value in (overrides or {}).items():
         env[key] = value if isinstance(value, str) else json.dumps(value)
-    missing = [name for name in REQUIRED if not str(env.get(name, "")).strip()]
+    idp = _idp(env)
+    required = REQUIRED_OIDC if idp == "oidc" else REQUIRED
+    missing = [name for name in required if not str(env.get(name, "")).strip()]
     if missing:
         raise ConfigError("missing required setting(s): " + ", ".join(missing))
 
@@ -310,17 +392,22 @@ def load_settings(overrides: Mapping[str, object] | None = None, environ: Mappin
             continue
         raise ConfigError("AUTH_TEST_CIMD_ALLOWED_HOSTS: name hosts, not IP addresses")
 
+    oidc = _oidc_settings(env) if idp == "oidc" else {}
+    allowlist_name = "AUTH_ALLOWED_USERS" if idp == "oidc" else "AUTH_ALLOWED_GITHUB_USERS"
+
     return Settings(
         issuer=issuer,
         redis_url=redis_url,
-        github_client_id=env["AUTH_GITHUB_CLIENT_ID"].strip(),
-        github_client_secret=env["AUTH_GITHUB_CLIENT_SECRET"].strip(),
+        idp=idp,
+        **oidc,
+        github_client_id=str(env.get("AUTH_GITHUB_CLIENT_ID") or "").strip(),
+        github_client_secret=str(env.get("AUTH_GITHUB_CLIENT_SECRET") or "").strip(),
         github_url=github_url.rstrip("/"),
         github_api_url=github_api.rstrip("/"),
         signing_key_paths=_check_key_files(env["AUTH_SIGNING_KEYS"]),
         secret_key=secret_key,
-        resources=_resources(env["AUTH_RESOURCES"]),
-        allowed_users=_logins(env["AUTH_ALLOWED_GITHUB_USERS"], "AUTH_ALLOWED_GITHUB_USERS"),
+        resources=_resources(env["AUTH_RESOURCES"], idp),
+        allowed_users=_logins(env[allowlist_name], allowlist_name, idp),
         access_token_ttl=_int(env, "AUTH_ACCESS_TOKEN_TTL", 1800, minimum=30, maximum=86400),
         refresh_token_ttl=_int(env, "AUTH_REFRESH_TOKEN_TTL", 2592000, minimum=60),
         refresh_reuse_grace=_int(env, "AUTH_REFRESH_REUSE_GRACE", 30, minimum=0, maximum=300),

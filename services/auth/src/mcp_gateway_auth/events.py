@@ -27,6 +27,7 @@ AUDITED = frozenset(
         "refresh_other_client",
         "refresh_user_removed",
         "refresh_banned",
+        "refresh_upstream_refused",
         "code_replayed",
         "code_other_client",
         "login_refused",

@@ -52,6 +52,7 @@ LOGIN_OUTCOMES = {
     "login_refused": "refused",
     "consent_denied": "denied",
     "github_login_failed": "upstream_failed",
+    "oidc_login_failed": "upstream_failed",
 }
 # Which AUTH_RATELIMIT_* budget a refused request spent, by Flask endpoint.
 RATE_LIMITS = {

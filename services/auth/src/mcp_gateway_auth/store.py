@@ -279,7 +279,19 @@ class Store:
         return json.loads(raw) if raw else None
 
     # -- grants ----------------------------------------------------------------------------------
-    def create_grant(self, *, user: str, client_id: str, resource: str, scope: str, ttl: int) -> str:
+    def create_grant(
+        self,
+        *,
+        user: str,
+        client_id: str,
+        resource: str,
+        scope: str,
+        ttl: int,
+        claims: dict | None = None,
+        upstream: dict | None = None,
+    ) -> str:
+        """`claims`: what the allowlist's domain and group rules read (email, groups); `upstream`:
+        the identity provider's state for the re-check at refresh (its refresh token encrypted)."""
         gid = new_secret(18)
         record = {
             "grant_id": gid,
@@ -289,6 +301,10 @@ class Store:
             "scope": scope,
             "created_at": int(time.time()),
         }
+        if claims is not None:
+            record["claims"] = claims
+        if upstream is not None:
+            record["upstream"] = upstream
         pipe = self.redis.pipeline()
         pipe.set(PREFIX + f"grant:{gid}", json.dumps(record), ex=ttl)
         self._index(pipe, gid, client_id, user, ttl)
@@ -312,6 +328,17 @@ class Store:
         if legacy_type == "set":
             gids |= self.redis.smembers(_legacy_index_key(kind, name))
         return gids
+
+    def update_grant_identity(self, gid: str, claims: dict, upstream: dict | None) -> bool:
+        """Keep what the provider said at a refresh; never brings back a revoked grant (XX), nor
+        changes its life (KEEPTTL). Whether the grant was still there."""
+        grant = self.get_grant(gid)
+        if grant is None:
+            return False
+        grant["claims"] = claims
+        if upstream is not None:
+            grant["upstream"] = upstream
+        return bool(self.redis.set(PREFIX + f"grant:{gid}", json.dumps(grant), xx=True, keepttl=True))
 
     def get_grant(self, gid: str) -> dict | None:
         return self._get_json(f"grant:{gid}") if gid else None

@@ -17,6 +17,7 @@ import jwt
 from flask import Blueprint, Response, current_app, request
 
 from . import events
+from .allowlist import Identity
 from .config import Resource, Settings
 from .keys import KeyRing, NotAnAccessTokenError
 from .metrics import verify_outcome
@@ -170,10 +171,12 @@ def verify():
             _refused(reason)
             return challenge(settings, resource, 401, "invalid_token", description)
         login = str(claims["sub"])
-        if not settings.user_allowed(login, resource):
+        grant, revoked, banned = get_store().token_state(str(claims.get("gid", "")), str(claims["jti"]), login)
+        # Domain and group rules read the claims the grant keeps from the sign-in or the last refresh.
+        identity = Identity.from_claims(login, grant.get("claims") if grant else None)
+        if not settings.user_allowed(login, resource, identity):
             _refused("user_not_allowed")
             return challenge(settings, resource, 401, "invalid_token", "The user is not allowed")
-        grant, revoked, banned = get_store().token_state(str(claims.get("gid", "")), str(claims["jti"]), login)
         if banned:
             _refused("banned")
             return challenge(settings, resource, 401, "invalid_token", "The user is banned")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import secrets
 import time
 from urllib.parse import urlsplit, urlunsplit
 
@@ -12,6 +11,7 @@ from authlib.oauth2.rfc6749 import AccessDeniedError, OAuth2Error
 from flask import Blueprint, Response, current_app, redirect, render_template, request, session
 
 from . import events, untrusted_json
+from .allowlist import Identity
 from .clients import Client, is_loopback_host
 from .config import Settings
 from .logs import security_event
@@ -20,7 +20,7 @@ from .oauth.http import StoredRequest
 from .oauth.metadata import server_metadata
 from .oauth.server import GatewayServer, User
 from .store import get_store, new_secret, same_secret, same_text
-from .upstream import UpstreamError, get_github
+from .upstream import UpstreamError, get_upstream
 from .web import html_error, json_error, limiter
 
 bp = Blueprint("oauth", __name__)
@@ -187,7 +187,7 @@ def introspect():
     return get_server().create_endpoint_response("introspection")
 
 
-# -- authorization: consent, the GitHub leg, the code ---------------------------------------------
+# -- authorization: consent, the provider leg, the code -------------------------------------------
 def _error_redirect(redirect_uri: str, error: OAuth2Error, state: str | None) -> Response:
     params = [("error", error.error)]
     if error.description:
@@ -210,6 +210,10 @@ def _validate(server: GatewayServer, oauth_request, user: User | None = None):
 
 
 def _fresh_login() -> str | None:
+    """Who signed in with this browser lately, when the provider lets the session stand for a
+    fresh sign-in (GitHub); an OpenID Connect provider is asked for every grant."""
+    if not get_upstream().remembers_login:
+        return None
     login = session.get("login")
     at = session.get("login_at", 0)
     if isinstance(login, str) and isinstance(at, int) and time.time() - at < settings().session_ttl:
@@ -221,9 +225,10 @@ def _expired() -> Response:
     return html_error(400, "Request expired", "This sign-in request expired. Start again from your application.")
 
 
-def _complete(pending_id: str, login: str) -> Response:
-    """Issue our code for a person GitHub confirmed, the allowlist admits and no operator banned."""
+def _complete(pending_id: str, identity: Identity, upstream: dict | None = None) -> Response:
+    """Issue our code for a person the provider confirmed, the allowlist admits and no operator banned."""
     conf = settings()
+    login = identity.login
     server = get_server()
     pending = get_store().take_pending(pending_id)
     if pending is None:
@@ -234,18 +239,20 @@ def _complete(pending_id: str, login: str) -> Response:
         session.pop("login", None)
         events.security("login_banned", user=login, client_id=pending["params"]["client_id"])
         return html_error(
-            403, "Account banned", "An administrator of this gateway has banned this GitHub account from signing in."
+            403,
+            "Account banned",
+            f"An administrator of this gateway has banned this {conf.idp_name} account from signing in.",
         )
     params = pending["params"]
     oauth_request = StoredRequest(conf.issuer, params)
-    user = User(login)
+    user = User(login, identity=identity, upstream=upstream)
     grant, failure = _validate(server, oauth_request, user)
     if failure is not None:
         return failure
     resource = conf.resource_by_url(params["resource"])
-    if not conf.user_allowed(login, resource):
+    if not conf.user_allowed(login, resource, identity):
         events.security("login_refused", user=login, resource=params["resource"])
-        error = AccessDeniedError("This GitHub account may not use this service")
+        error = AccessDeniedError(f"This {conf.idp_name} account may not use this service")
         return _error_redirect(grant.redirect_uri, error, params.get("state"))
     get_store().save_consent(
         login,
@@ -307,7 +314,7 @@ def authorize():
         and params.get("prompt") != "consent"
         and _consent_covers(login, client.client_id, params["resource"], scope, grant.redirect_uri)
     ):
-        return _complete(pending_id, login)
+        return _complete(pending_id, Identity(login))
     csrf = session.get("csrf") or new_secret(24)
     session["csrf"] = csrf
     session.permanent = True
@@ -348,13 +355,17 @@ def consent():
         )
     login = _fresh_login()
     if login:
-        return _complete(pending_id, login)
+        return _complete(pending_id, Identity(login))
     state = new_secret(24)
-    verifier = secrets.token_urlsafe(48)
-    get_store().save_upstream(state, {"pending_id": pending_id, "verifier": verifier}, conf.code_ttl)
+    try:
+        url, saved = get_upstream().begin(state)
+    except UpstreamError as exc:
+        security_event(f"{get_upstream().kind}_login_failed", reason=str(exc))
+        return html_error(502, "Sign-in failed", str(exc))
+    get_store().save_upstream(state, {"pending_id": pending_id, **saved}, conf.code_ttl)
     session["upstream_state"] = state
     session.permanent = True
-    return redirect(get_github().authorize_url(state, verifier), code=303)
+    return redirect(url, code=303)
 
 
 @bp.get("/callback")
@@ -362,7 +373,9 @@ def callback():
     state = request.args.get("state", "")
     expected = session.get("upstream_state")
     if not same_text(state, expected):
-        return html_error(400, "Sign-in failed", "This GitHub sign-in does not belong to this browser session.")
+        return html_error(
+            400, "Sign-in failed", f"This {settings().idp_name} sign-in does not belong to this browser session."
+        )
     session.pop("upstream_state", None)
     upstream = get_store().pop_upstream(state)
     if upstream is None:
@@ -375,16 +388,17 @@ def callback():
         get_store().delete_pending(pending_id)
         return _error_redirect(
             pending["redirect_uri"],
-            AccessDeniedError("GitHub sign-in was not completed"),
+            AccessDeniedError(f"{settings().idp_name} sign-in was not completed"),
             pending["params"].get("state"),
         )
+    provider = get_upstream()
     try:
-        login = get_github().login_for_code(request.args["code"], upstream["verifier"])
+        signed_in = provider.finish(request.args["code"], upstream)
     except UpstreamError as exc:
-        security_event("github_login_failed", reason=str(exc))
+        security_event(f"{provider.kind}_login_failed", reason=str(exc))
         return html_error(502, "Sign-in failed", str(exc))
-    session["login"] = login
+    session["login"] = signed_in.identity.login
     session["login_at"] = int(time.time())
     session.permanent = True
     events.count("login")
-    return _complete(pending_id, login)
+    return _complete(pending_id, signed_in.identity, signed_in.upstream)

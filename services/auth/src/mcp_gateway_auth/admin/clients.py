@@ -13,6 +13,7 @@ import click
 from .. import events
 from ..cimd import looks_like_cimd
 from ..store import Store
+from .client_setup import setup_command
 from .context import AdminContext, pass_admin
 from .grants import grant_line, grants_table
 from .output import emit, json_option, table, when
@@ -133,3 +134,6 @@ def delete(admin: AdminContext, client_id: str, as_json: bool) -> None:
         {"client_id": client_id, "grants_revoked": count},
         lambda: f"deleted {client_id} and revoked {count} grant(s)",
     )
+
+
+group.add_command(setup_command)

@@ -8,28 +8,30 @@ account is banned) and at refresh (`invalid_grant`).
 
 from __future__ import annotations
 
-import re
 import time
 
 import click
 
 from .. import events
+from ..allowlist import LOGIN as LOGIN_PATTERN
+from ..allowlist import Identity, is_rule
 from .context import AdminContext, pass_admin
 from .output import emit, json_option, table, when
 
-# GitHub logins: letters, digits and hyphens (GitHub Enterprise adds `_shortcode` suffixes).
-_LOGIN = re.compile(r"[a-z0-9](?:[a-z0-9_-]{0,98}[a-z0-9])?")
-
 
 class Login(click.ParamType):
-    """A GitHub login, trimmed and lower-cased as the allowlist compares it."""
+    """A login, trimmed and lower-cased as the allowlist compares it."""
 
     name = "login"
 
     def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> str:
         login = str(value).strip().lower()
-        if not _LOGIN.fullmatch(login):
-            self.fail(f"{value!r} is not a GitHub login (letters, digits, '-' and '_')", param, ctx)
+        if not LOGIN_PATTERN.fullmatch(login) or is_rule(login):
+            self.fail(
+                f"{value!r} is not a login (a GitHub login, or the OpenID Connect claim that names the user)",
+                param,
+                ctx,
+            )
         return login
 
 
@@ -50,19 +52,29 @@ def list_users(admin: AdminContext, as_json: bool) -> None:
     services = []
     for resource in settings.resources:
         allowed = settings.allowed_users
+        within = None
         if resource.allowed_users is not None and "*" not in resource.allowed_users:
-            allowed = resource.allowed_users if "*" in allowed else allowed & resource.allowed_users
-        services.append({"name": resource.name, "resource": resource.resource, "allowed": sorted(allowed)})
+            if any(is_rule(entry) for entry in allowed | resource.allowed_users) and "*" not in allowed:
+                # Domain and group rules do not intersect as sets: a user must pass both lists.
+                allowed, within = resource.allowed_users, sorted(settings.allowed_users)
+            else:
+                allowed = resource.allowed_users if "*" in allowed else allowed & resource.allowed_users
+        entry = {"name": resource.name, "resource": resource.resource, "allowed": sorted(allowed)}
+        if within is not None:
+            entry["within"] = within
+        services.append(entry)
     bans = store.bans()
-    logins = {login for login in settings.allowed_users if login != "*"}
+    logins = {login for login in settings.allowed_users if LOGIN_PATTERN.fullmatch(login) and not is_rule(login)}
     logins |= set(store.users_with_grants()) | set(bans)
     users = []
     for login in sorted(logins):
         grants = store.user_grants(login)
+        # The claims the newest grant keeps decide domain and group rules, as /verify does.
+        identity = Identity.from_claims(login, grants[-1].get("claims") if grants else None)
         users.append(
             {
                 "login": login,
-                "services": [r.name for r in settings.resources if settings.user_allowed(login, r)],
+                "services": [r.name for r in settings.resources if settings.user_allowed(login, r, identity)],
                 "grants": len(grants),
                 "clients": sorted({grant["client_id"] for grant in grants}),
                 "banned": bans.get(login),
@@ -70,7 +82,17 @@ def list_users(admin: AdminContext, as_json: bool) -> None:
         )
 
     def render() -> str:
-        allow = table([(s["name"], s["resource"], s["allowed"]) for s in services], ["service", "resource", "allowed"])
+        allow = table(
+            [
+                (
+                    s["name"],
+                    s["resource"],
+                    ",".join(s["allowed"]) + (f" within {','.join(s['within'])}" if "within" in s else ""),
+                )
+                for s in services
+            ],
+            ["service", "resource", "allowed"],
+        )
         held = table(
             [
                 (

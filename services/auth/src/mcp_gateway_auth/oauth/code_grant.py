@@ -15,6 +15,7 @@ from authlib.oauth2.rfc6749 import (
 from authlib.oauth2.rfc7636 import CodeChallenge
 
 from .. import events
+from ..allowlist import Identity
 from ..clients import AUTH_METHODS
 from ..store import digest
 from .server import GatewayServer, InvalidTargetError, User
@@ -93,6 +94,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             resource=data["resource"],
             scope=request.scope or "",
             ttl=settings.code_ttl,
+            claims=user.identity.claims() if user.identity else None,
+            upstream=user.upstream,
         )
         self.server.store.save_code(
             code,
@@ -137,9 +140,11 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     def authenticate_user(self, authorization_code):
         data = authorization_code.data
         resource = self.server.settings.resource_by_url(data["resource"])
-        if not self.server.settings.user_allowed(data["user"], resource):
+        grant = self.server.store.get_grant(data["grant_id"])
+        identity = Identity.from_claims(data["user"], grant.get("claims") if grant else None)
+        if not self.server.settings.user_allowed(data["user"], resource, identity):
             self.server.store.revoke_grant(data["grant_id"])
             raise InvalidGrantError("The user is no longer allowed")
-        if self.server.store.get_grant(data["grant_id"]) is None:
+        if grant is None:
             raise InvalidGrantError("The authorization was revoked")
         return User(data["user"], data["grant_id"], data["resource"])

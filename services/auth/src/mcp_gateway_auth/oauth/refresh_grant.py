@@ -8,14 +8,25 @@ from typing import ClassVar
 
 from authlib.oauth2.rfc6749 import (
     InvalidGrantError,
+    OAuth2Error,
     grants,
     scope_to_list,
 )
 
 from .. import events
+from ..allowlist import Identity
 from ..clients import AUTH_METHODS
 from ..store import RefreshState, digest
+from ..upstream import UpstreamRefused, get_upstream
+from ..upstream.oidc import UpstreamUnavailable
 from .server import GatewayServer, InvalidTargetError, User
+
+
+class TemporarilyUnavailableError(OAuth2Error):
+    """The identity provider could not be asked; the refresh token stays good for a retry."""
+
+    error = "temporarily_unavailable"
+    status_code = 503
 
 
 @dataclass
@@ -92,7 +103,8 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         resource = settings.resource_by_url(requested)
         if resource is None:
             raise InvalidTargetError("The resource is no longer served")
-        if not settings.user_allowed(data["user"], resource):
+        identity = Identity.from_claims(data["user"], grant.get("claims"))
+        if not settings.user_allowed(data["user"], resource, identity):
             store.revoke_grant(data["grant_id"])
             events.security("refresh_user_removed", user=data["user"])
             raise InvalidGrantError("The user is no longer allowed")
@@ -101,7 +113,30 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
             store.revoke_grant(data["grant_id"])
             events.security("refresh_banned", user=data["user"])
             raise InvalidGrantError("The user is banned")
+        self._recheck_upstream(data, grant, resource)
         return User(data["user"], data["grant_id"], requested)
+
+    def _recheck_upstream(self, data: dict, grant: dict, resource) -> None:
+        """Ask the identity provider again (OpenID Connect: its refresh token), so a user it no longer
+        vouches for, or whose groups or email no longer pass the allowlist, is refused now."""
+        store = self.server.store
+        try:
+            rechecked = get_upstream().recheck(data["user"], grant.get("upstream"), int(grant.get("created_at", 0)))
+        except UpstreamUnavailable as exc:
+            raise TemporarilyUnavailableError(str(exc)) from exc
+        except UpstreamRefused as exc:
+            store.revoke_grant(data["grant_id"])
+            events.security("refresh_upstream_refused", user=data["user"], reason=str(exc))
+            raise InvalidGrantError(str(exc)) from exc
+        if rechecked is None:
+            return
+        identity, upstream = rechecked
+        if not self.server.settings.user_allowed(data["user"], resource, identity):
+            store.revoke_grant(data["grant_id"])
+            events.security("refresh_user_removed", user=data["user"])
+            raise InvalidGrantError("The user is no longer allowed")
+        if not store.update_grant_identity(data["grant_id"], identity.claims(), upstream):
+            raise InvalidGrantError("The authorization was revoked")
 
     def save_token(self, token):
         """Spend the presented token and store the new one in one Redis operation."""

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import (
@@ -16,6 +16,7 @@ from authlib.oauth2.rfc6749 import (
 from flask import Flask, current_app
 
 from .. import cimd
+from ..allowlist import Identity
 from ..clients import Client
 from ..config import Settings
 from ..keys import KeyRing
@@ -35,6 +36,8 @@ class User:
     login: str
     grant_id: str | None = None
     resource: str | None = None
+    identity: Identity | None = field(default=None, repr=False)  # the claims the allowlist's rules read
+    upstream: dict | None = field(default=None, repr=False)  # the provider's state, kept with the grant
 
     def get_user_id(self) -> str:
         return self.login

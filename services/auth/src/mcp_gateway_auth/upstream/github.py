@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import secrets
 from urllib.parse import urlencode
 
 import httpx
-from flask import Flask, current_app
 
-from .config import Settings
-
-
-class UpstreamError(Exception):
-    """GitHub did not confirm who the person is; the message is safe to show."""
+from ..allowlist import Identity
+from ..config import Settings
+from . import Login, UpstreamError
 
 
 def s256(verifier: str) -> str:
@@ -21,10 +19,24 @@ def s256(verifier: str) -> str:
 
 
 class GitHub:
+    kind = "github"
+    remembers_login = True
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.callback_url = f"{settings.issuer}/callback"
         self.http = httpx.Client(timeout=10.0, follow_redirects=False, headers={"User-Agent": "mcp-gateway-auth"})
+
+    def begin(self, state: str) -> tuple[str, dict]:
+        verifier = secrets.token_urlsafe(48)
+        return self.authorize_url(state, verifier), {"verifier": verifier}
+
+    def finish(self, code: str, saved: dict) -> Login:
+        return Login(Identity(self.login_for_code(code, saved["verifier"])))
+
+    def recheck(self, login: str, upstream: dict | None, created_at: int) -> None:
+        """GitHub logins are matched by name only: the allowlist in force is the whole check."""
+        return None
 
     def authorize_url(self, state: str, verifier: str) -> str:
         query = urlencode(
@@ -72,11 +84,3 @@ class GitHub:
         if not isinstance(login, str) or not login.strip():
             raise UpstreamError("GitHub did not name the user")
         return login.strip().lower()
-
-
-def init_app(app: Flask) -> None:
-    app.extensions["mcpgw_github"] = GitHub(app.config["SETTINGS"])
-
-
-def get_github() -> GitHub:
-    return current_app.extensions["mcpgw_github"]
