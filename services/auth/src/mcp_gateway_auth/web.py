@@ -32,6 +32,18 @@ def client_address_key() -> str:
 
 limiter = Limiter(key_func=client_address_key, headers_enabled=True, key_prefix="mcpgw:rl")
 
+# Endpoints no rate limit applies to. /verify answers Traefik on every MCP request, /health and
+# /metrics local probes; Traefik rate-limits the MCP routes itself. Without this filter the limiter
+# would still resolve, on each of their requests, which limits apply (none): about a tenth of a
+# cached /verify's time.
+UNLIMITED_ENDPOINTS = frozenset({"verify.verify", "oauth.health", "metrics.metrics"})
+
+
+@limiter.request_filter
+def _not_rate_limited() -> bool:
+    return request.endpoint in UNLIMITED_ENDPOINTS
+
+
 # Endpoints a browser-based MCP client (the MCP Inspector) calls cross-origin.
 CORS_PATHS = ("/.well-known/", "/register", "/token", "/revoke", "/introspect", "/jwks")
 CORS_HEADERS = {
