@@ -189,10 +189,10 @@ def redis_commands_per_verify(url: str, headers: dict[str, str], redis: RedisSer
         return round((commands(redis) - before) / count, 3)
 
 
-def wrk(url: str, headers: dict[str, str], connections: int, seconds: int) -> dict:
+def wrk(url: str, headers: dict[str, str], connections: int, seconds: int, path: str = "/verify") -> dict:
     env = {**os.environ, "WRK_HEADERS": "\n".join(f"{k}: {v}" for k, v in headers.items())}
     argv = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "-s", str(WRK_SCRIPT)]
-    argv.append(url + "/verify")
+    argv.append(url + path)
     out = subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout
     line = next(line for line in out.splitlines() if line.startswith("{"))
     return json.loads(line)
