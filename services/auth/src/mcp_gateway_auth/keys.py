@@ -123,8 +123,6 @@ def key_directory(paths: tuple[Path, ...]) -> Path | None:
 # the header does not take PyJWT's character-by-character check a second time: that check, run
 # once for the header and once more by jwt.decode, cost more than the RSA signature itself.
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
-
-
 _SEGMENT = re.compile(rb"[A-Za-z0-9_-]*")
 
 

@@ -35,8 +35,8 @@ limiter = Limiter(key_func=client_address_key, headers_enabled=True, key_prefix=
 
 # Endpoints no rate limit applies to. /verify answers Traefik on every MCP request, /health and
 # /metrics local probes; Traefik rate-limits the MCP routes itself. Without this filter the limiter
-# would still resolve, on each of their requests, which limits apply (none): about a tenth of a
-# cached /verify's time.
+# would still resolve, on each of their requests, which limits apply (none): about 3 % of a cached
+# /verify's time in a py-spy profile.
 UNLIMITED_ENDPOINTS = frozenset({"verify.verify", "oauth.health", "metrics.metrics"})
 
 
