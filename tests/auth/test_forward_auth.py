@@ -172,6 +172,26 @@ def test_garbage_tokens_are_refused(auth_service, token):
     _refused(auth_service, token)
 
 
+@pytest.mark.parametrize("spelling", ["padded", "standard alphabet"])
+def test_a_valid_token_spelled_another_way_is_refused(auth_service, live, spelling):
+    """A JWS segment is base64url without padding (RFC 7515 section 2). `<token>==` or the signature
+    in standard base64 (`+`, `/`) decodes to the same bytes: accepted, one token would have many
+    spellings that pass as it, each its own entry in the verify cache."""
+    tokens, _, _ = live
+    token = tokens["access_token"]
+    header, payload, signature = token.split(".")
+    if spelling == "padded":
+        respelled = token + "=" * (-len(signature) % 4)
+    else:
+        raw = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
+        if b"+" not in base64.b64encode(raw) and b"/" not in base64.b64encode(raw):
+            pytest.skip("this signature has no character that differs between the two alphabets")
+        respelled = f"{header}.{payload}.{base64.b64encode(raw).rstrip(b'=').decode()}"
+    assert respelled != token
+    assert verify(auth_service, token).status_code == 200
+    _refused(auth_service, respelled)
+
+
 def test_a_revoked_access_token_is_refused(auth_service, browser):
     client = register(auth_service)
     tokens = tokens_for(browser, client)

@@ -12,6 +12,7 @@ import pytest
 from tests.auth import admin_command
 from tests.harness.log_schema import assert_schema, parse_log
 from tests.harness.oauthflow import Browser, api, refresh, register, tokens_for, verify
+from tests.harness.procs import wait_until
 
 LOG_AUTH_INFO = 4 * 8 + 6  # syslog priority: facility auth, severity info
 
@@ -162,3 +163,25 @@ def test_a_refused_client_update_leaves_only_schema_lines_in_the_log(auth_servic
         added = log.read().decode()
     for entry in parse_log(added):
         assert_schema(entry, agent=True)
+
+
+def test_a_granted_forward_auth_check_writes_no_access_line_and_a_refused_one_does(auth_service, browser):
+    """Traefik asks /verify before every MCP request: the journal keeps the refusals (someone probing
+    with bad tokens) and leaves out the granted checks, which Traefik's own access log already has."""
+    tokens = tokens_for(browser, register(auth_service))
+    before = auth_service.log_path.stat().st_size
+    assert verify(auth_service, tokens["access_token"]).status_code == 200
+    assert verify(auth_service, tokens["access_token"] + "x").status_code == 401
+    assert verify(auth_service, None).status_code == 401
+    with api(auth_service, headers={"User-Agent": "after-the-checks/1"}) as http:
+        assert http.get("/health").status_code == 200
+
+    def added() -> list[dict]:
+        with auth_service.log_path.open("rb") as log:
+            log.seek(before)
+            return parse_log(log.read().decode())
+
+    # The /health line is written last: once it is there, so are the lines of the checks before it.
+    assert wait_until(lambda: any(e.get("agent") == "after-the-checks/1" for e in added()), timeout=10)
+    checks = [e for e in added() if e.get("event") == "access" and e["path"] == "/verify"]
+    assert sorted(e["status"] for e in checks) == [401, 401]
