@@ -524,7 +524,7 @@ async def one_run(arms: dict[str, Arm], options: argparse.Namespace, server: str
         await settled()
         run[name].update(await throughput(arm, options.clients, options.seconds, server))
     for name, arm in arms.items():
-        if arm.sessions:
+        if arm.sessions and name not in options.no_bursts.split(","):
             opens = await session_opens(arm, options.clients, options.bursts)
             run[name].update({f"open_{k}": v for k, v in opens.items()})
     raw = run["raw"]
@@ -543,6 +543,59 @@ def medians(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return result
 
 
+async def profile(arm: Arm, options: argparse.Namespace, server: str) -> dict[str, Any]:
+    """A sampling profile (py-spy, from .bench/tools) of the bridge while ``clients`` clients call it: the
+    share of samples in each function (own time) and under each module of the bridge (inclusive)."""
+    out = REPO / "bench" / "results" / f"profile-{arm.name}.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    spy = await asyncio.create_subprocess_exec(
+        str(BENCH / "tools/bin/py-spy"),
+        "record",
+        "--pid",
+        str(arm.pid),
+        "--duration",
+        str(int(options.seconds)),
+        "--rate",
+        "200",
+        "--format",
+        "raw",
+        "--output",
+        str(out),
+        "--nonblocking",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    await throughput(arm, options.clients, options.seconds + 1, server)
+    await spy.wait()
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in out.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        total += int(count)
+        leaf = frames[-1].split(" (")[0] + " (" + frames[-1].split("/")[-1]
+        own[leaf] = own.get(leaf, 0) + int(count)
+        for area in {_area(f) for f in frames}:
+            inclusive[area] = inclusive.get(area, 0) + int(count)
+    top = sorted(own.items(), key=lambda kv: -kv[1])[:25]
+    return {
+        "samples": total,
+        "own_top": {k: round(v / total, 3) for k, v in top},
+        "inclusive_by_area": {k: round(v / total, 3) for k, v in sorted(inclusive.items(), key=lambda kv: -kv[1])},
+    }
+
+
+def _area(frame: str) -> str:
+    """The package (or the bridge's module) a py-spy frame belongs to."""
+    path = frame.rsplit("(", 1)[-1]
+    if "mcp_gateway_proxy/" in path:
+        return "mcp_gateway_proxy." + path.split("mcp_gateway_proxy/")[1].split(".py")[0]
+    if "site-packages/" in path:
+        return path.split("site-packages/")[1].split("/")[0].split(".py")[0]
+    return "python"
+
+
 async def main(options: argparse.Namespace) -> dict[str, Any]:
     ensure_arms()
     server = mcp_server_argv("time")
@@ -551,6 +604,10 @@ async def main(options: argparse.Namespace) -> dict[str, Any]:
         try:
             if options.arms:
                 arms = {k: v for k, v in arms.items() if k in options.arms.split(",") or k == "raw"}
+            if options.profile:
+                result = await profile(arms[options.profile], options, server[0])
+                print(json.dumps(result, indent=2))
+                return {"profile": options.profile, **result}
             runs = []
             for number in range(options.runs):
                 runs.append(await one_run(arms, options, server[0]))
@@ -590,8 +647,17 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=4.0, help="length of each closed loop")
     parser.add_argument("--bursts", type=int, default=3, help="session-open bursts per arm and run")
     parser.add_argument("--arms", default="", help="comma-separated subset (raw is always measured)")
+    parser.add_argument(
+        "--no-bursts",
+        default="",
+        help="arms left out of the session-open bursts (the original bridge times out all 16 opens and then "
+        "fails later sessions too)",
+    )
+    parser.add_argument("--profile", default="", help="instead: profile this arm's bridge under load (py-spy)")
     options = parser.parse_args()
     figures = asyncio.run(main(options))
+    if options.profile:
+        sys.exit(0)
     out = REPO / "bench" / "results" / "bridge_roundtrip.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2) + "\n")
