@@ -99,6 +99,14 @@ BROKEN: dict[str, tuple[dict[str, Any], list[str]]] = {
         },
         ["x and y share port 4100"],
     ),
+    "memory limit too small for the sessions": (
+        {"mcp_servers": servers({"name": "x", "pip": "a", "command": "c", "max_sessions": 20, "memory_max": "1G"})},
+        [
+            "mcp_servers entry 'x': memory_max 1G (1024 MiB) cannot hold 23 children",
+            "(max_sessions 20, pool 2, spares 1)",
+            "Lower max_sessions to 12 or raise memory_max",
+        ],
+    ),
     "pip_lock on an npm server": (
         {"mcp_servers": servers({"name": "x", "npm": "b@1.0.0", "pip_lock": str(EXAMPLE_LOCK), "command": "c"})},
         ["mcp_servers entry 'x': pip_lock goes with pip"],

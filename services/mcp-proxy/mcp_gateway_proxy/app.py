@@ -21,13 +21,14 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
-from .child import CHILD_EXITED, REQUEST_TIMEOUT, _error
-from .config import Settings
+from .config import Settings, parse_settings
 from .inflight import InFlight
+from .jsonrpc import CHILD_EXITED, REQUEST_TIMEOUT, respond, respond_rpc, rpc_error
 from .legacy import SessionRefused, SessionRegistry
+from .logs import FIELDS, configure_logging
 from .metrics import Metrics
-from .modern import ChildPool, ModernHandler, _respond, _respond_rpc
-from .sse_to_json import JsonWhenPossible
+from .modern import ModernHandler
+from .pool import ChildPool
 
 access_log = logging.getLogger("mcp_gateway_proxy.access")
 log = logging.getLogger("mcp_gateway_proxy")
@@ -125,38 +126,37 @@ class Bridge:
             self.metrics.observe(info["era"], method, status, elapsed)
             if info.get("rpc_error") is not None:
                 self.metrics.rpc_errors[(info["era"], int(info["rpc_error"]))] += 1
-            client = scope.get("client")
-            access_log.info(
-                json.dumps(
-                    {
-                        "event": "access",
-                        "method": scope["method"],
-                        "path": scope["path"],
-                        "status": status,
-                        "bytes": info["bytes"],
-                        "duration_ms": round(elapsed * 1000, 2),
-                        "remote": client[0] if client else None,
-                        "era": info["era"],
-                        "rpc_method": info.get("rpc_method"),
-                        "rpc_error": info.get("rpc_error"),
-                        "session": (info.get("session") or "")[:8] or None,
-                        "user": user,
-                        "sse": bool(info.get("sse")),
-                    }
-                )
-            )
+            if access_log.isEnabledFor(logging.INFO):
+                client = scope.get("client")
+                fields = {
+                    "event": "access",
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "bytes": info["bytes"],
+                    "duration_ms": round(elapsed * 1000, 2),
+                    "remote": client[0] if client else None,
+                    "era": info["era"],
+                    "rpc_method": info.get("rpc_method"),
+                    "rpc_error": info.get("rpc_error"),
+                    "session": (info.get("session") or "")[:8] or None,
+                    "user": user,
+                    "sse": bool(info.get("sse")),
+                }
+                # The fields go to the formatter as they are: one JSON encoding per line, not three.
+                access_log.info("access", extra={FIELDS: fields})
 
     async def _mcp(
         self, scope: Scope, receive: Receive, send: Send, headers: Headers, user: str, info: dict[str, Any]
     ) -> None:
         if not self.origin_allowed(headers.get("origin")):
-            await _respond_rpc(send, 403, _error(None, INVALID_REQUEST, "Origin not allowed"))
+            await respond_rpc(send, 403, rpc_error(None, INVALID_REQUEST, "Origin not allowed"))
             return
         body = b""
         if scope["method"] == "POST":
             read = await _read_body(receive, self.settings.max_body_bytes)
             if read is None:
-                await _respond_rpc(send, 413, _error(None, INVALID_REQUEST, "Request body too large"))
+                await respond_rpc(send, 413, rpc_error(None, INVALID_REQUEST, "Request body too large"))
                 return
             body = read
         replay = _replaying(body, receive)
@@ -168,17 +168,19 @@ class Bridge:
 
         if version is not None and version not in KNOWN_PROTOCOL_VERSIONS and session_id is not None:
             info["era"] = "legacy"
-            await _respond_rpc(send, 400, _error(None, INVALID_REQUEST, f"Unsupported MCP-Protocol-Version: {version}"))
+            await respond_rpc(
+                send, 400, rpc_error(None, INVALID_REQUEST, f"Unsupported MCP-Protocol-Version: {version}")
+            )
             return
         if session_id is not None and version not in MODERN_PROTOCOL_VERSIONS:
             info["era"], info["session"] = "legacy", session_id
             session = self.sessions.find(session_id, user)
             if session is None:
-                await _respond_rpc(send, 404, _error(None, INVALID_REQUEST, "Session not found"))
+                await respond_rpc(send, 404, rpc_error(None, INVALID_REQUEST, "Session not found"))
                 return
 
             async def serve(answer: Send) -> None:
-                await session.transport.handle_request(scope, replay, _json_when_possible(scope, answer))
+                await session.handle(scope, replay, answer, decoded)
 
             if scope["method"] == "POST":
                 # Each POST holds its body (and a relay task) until the child answers: bounded, like 2026 ones.
@@ -197,14 +199,14 @@ class Bridge:
             await self._open_session(scope, replay, send, user, info)
             return
         if scope["method"] not in ("POST", "GET", "DELETE"):
-            await _respond_rpc(send, 405, _error(None, INVALID_REQUEST, "Method not allowed"))
+            await respond_rpc(send, 405, rpc_error(None, INVALID_REQUEST, "Method not allowed"))
             return
         if scope["method"] == "GET":
             # The transport rule for GET: a text/event-stream or 405. Clients that probe for a stream before
             # initialize (the TypeScript SDK) take only 405 as "no stream here" and go on with POST.
-            await _respond(send, 405, b"", headers=[(b"allow", b"GET, POST, DELETE")])
+            await respond(send, 405, b"", headers=[(b"allow", b"GET, POST, DELETE")])
             return
-        await _respond_rpc(send, 400, _error(None, INVALID_REQUEST, "Bad Request: Missing Mcp-Session-Id header"))
+        await respond_rpc(send, 400, rpc_error(None, INVALID_REQUEST, "Bad Request: Missing Mcp-Session-Id header"))
 
     async def _open_session(self, scope: Scope, receive: Receive, send: Send, user: str, info: dict[str, Any]) -> None:
         assert self._tg is not None
@@ -229,10 +231,10 @@ class Bridge:
                 )
             )
             # The same answer at either cap: 503, JSON-RPC -32000, Retry-After.
-            await _respond_rpc(send, 503, _error(None, CHILD_EXITED, message), retry_after=5)
+            await respond_rpc(send, 503, rpc_error(None, CHILD_EXITED, message), retry_after=5)
             return
         info["session"] = session.session_id
-        await session.transport.handle_request(scope, receive, _json_when_possible(scope, send))
+        await session.handle(scope, receive, send, None)  # initialize: the transport sets the session up
         if not session.initialized_ok or (info["status"] or 500) >= 400:
             await self.sessions.discard(session)
 
@@ -303,10 +305,6 @@ def _ping_params(passthrough: bool | None) -> dict[str, Any] | None:
             "io.modelcontextprotocol/clientCapabilities": {},
         }
     }
-
-
-def _json_when_possible(scope: Scope, send: Send) -> Send:
-    return JsonWhenPossible(send) if scope["method"] == "POST" else send
 
 
 def _try_json(body: bytes) -> Any:
@@ -386,9 +384,6 @@ def create_app(settings: Settings) -> Starlette:
 def from_environment() -> Starlette:
     """App factory for an ASGI server configured only by ``MCP_PROXY_*`` variables (e.g. Gunicorn's uvicorn
     worker: ``gunicorn -k uvicorn.workers.UvicornWorker -w 1 'mcp_gateway_proxy.app:from_environment()'``)."""
-    from .cli import configure_logging
-    from .config import parse_settings
-
     settings = parse_settings([])
     configure_logging(settings.log_level)
     return create_app(settings)

@@ -25,16 +25,11 @@ import anyio
 import anyio.abc
 
 from .config import Settings
+from .jsonrpc import CHILD_EXITED, INTERNAL_ERROR, REQUEST_CANCELLED, REQUEST_TIMEOUT, rpc_error
 
 log = logging.getLogger("mcp_gateway_proxy.child")
 
 JSON = dict[str, Any]
-
-# JSON-RPC codes the bridge itself answers with.
-INTERNAL_ERROR = -32603
-CHILD_EXITED = -32000
-REQUEST_TIMEOUT = -32001
-REQUEST_CANCELLED = -32003
 
 _STDERR_LINES_PER_SECOND = 200
 _LOG_LINE_MAX = 4000
@@ -327,9 +322,9 @@ class Child:
                 await waiter.done.wait()
             if scope.cancelled_caught:
                 await self.cancel(bridge_id, "request timed out in the bridge")
-                return _error(bridge_id, REQUEST_TIMEOUT, f"MCP server did not answer {method} within {timeout:g}s")
+                return rpc_error(bridge_id, REQUEST_TIMEOUT, f"MCP server did not answer {method} within {timeout:g}s")
         except ChildGone as exc:
-            return _error(bridge_id, CHILD_EXITED, str(exc))
+            return rpc_error(bridge_id, CHILD_EXITED, str(exc))
         except anyio.get_cancelled_exc_class():
             if sent and not waiter.done.is_set():
                 with anyio.CancelScope(shield=True):
@@ -346,7 +341,7 @@ class Child:
         waiter = self.pending.pop(bridge_id, None)
         if waiter is not None:
             self._forget_token(bridge_id)
-            waiter.response = _error(bridge_id, REQUEST_CANCELLED, f"request cancelled: {reason}")
+            waiter.response = rpc_error(bridge_id, REQUEST_CANCELLED, f"request cancelled: {reason}")
             waiter.done.set()
         try:
             with anyio.move_on_after(1.0):
@@ -375,7 +370,7 @@ class Child:
 
     def _fail_all(self, why: str) -> None:
         for bridge_id, waiter in list(self.pending.items()):
-            waiter.response = _error(bridge_id, CHILD_EXITED, why)
+            waiter.response = rpc_error(bridge_id, CHILD_EXITED, why)
             waiter.done.set()
         self.pending.clear()
         self.by_token.clear()
@@ -420,11 +415,7 @@ def well_formed_answer(response: JSON) -> JSON:
         return response
     if isinstance(error, dict) and type(error.get("code")) is int and isinstance(error.get("message"), str):
         return response
-    return _error(response.get("id"), INTERNAL_ERROR, "MCP server sent an answer that is not valid JSON-RPC")
-
-
-def _error(request_id: Any, code: int, message: str) -> JSON:
-    return {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
+    return rpc_error(response.get("id"), INTERNAL_ERROR, "MCP server sent an answer that is not valid JSON-RPC")
 
 
 def _child_environment() -> dict[str, str]:

@@ -9,8 +9,6 @@ import os
 import shlex
 import socket
 import stat
-import sys
-import time
 from collections.abc import Sequence
 
 import uvicorn
@@ -18,46 +16,7 @@ from sse_starlette import EventSourceResponse
 
 from .app import create_app
 from .config import Settings, parse_settings
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line in the gateway's log schema (LOGS.md at the repository's root):
-    `ts`, `level`, `logger`; a message that is a JSON object adds its keys (it cannot replace those
-    three), any other message is `msg`; a traceback is `exc`."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, object] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-        }
-        message = record.getMessage()
-        parsed = None
-        if message.startswith("{"):
-            try:
-                parsed = json.loads(message)
-            except ValueError:
-                parsed = None
-        if isinstance(parsed, dict):
-            for key, value in parsed.items():
-                entry.setdefault(key, value)
-        else:
-            entry["msg"] = message
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
-
-
-def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    # The SDK logs every session event at info; keep it to warnings unless debugging.
-    if level.lower() != "debug":
-        logging.getLogger("mcp").setLevel(logging.WARNING)
-        logging.getLogger("sse_starlette").setLevel(logging.WARNING)
+from .logs import configure_logging
 
 
 def build_server(settings: Settings) -> uvicorn.Server:
@@ -72,7 +31,8 @@ def build_server(settings: Settings) -> uvicorn.Server:
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=max(1, int(settings.shutdown_grace)),
-        h11_max_incomplete_event_size=None,
+        loop="uvloop",
+        http="httptools",
     )
     return uvicorn.Server(config)
 

@@ -17,10 +17,9 @@ from typing import Any
 
 from starlette.types import Message, Send
 
-from .child import CHILD_EXITED, _error
 from .config import Settings
+from .jsonrpc import CHILD_EXITED, respond_rpc, rpc_error
 from .metrics import Metrics
-from .modern import _respond_rpc
 
 log = logging.getLogger("mcp_gateway_proxy")
 
@@ -107,4 +106,4 @@ class InFlight:
         else:
             message = "Too many requests in flight"
         # The same answer at either cap: 503, JSON-RPC -32000, Retry-After.
-        await _respond_rpc(send, 503, _error(request_id, CHILD_EXITED, message), retry_after=1)
+        await respond_rpc(send, 503, rpc_error(request_id, CHILD_EXITED, message), retry_after=1)

@@ -1,10 +1,17 @@
 """Handshake-era sessions (2024-11-05 .. 2025-11-25): one child per session, relayed through the SDK transport.
 
 The SDK's ``StreamableHTTPServerTransport`` does the HTTP side of a session: the ``Mcp-Session-Id``
-checks, POST answered over SSE, the GET stream, DELETE, 202 for notifications and responses, event ids
-and ``Last-Event-ID`` replay, idle expiry. The SDK's session *manager* drives an in-process ``Server``,
-which a bridge does not have, so this module is the small replacement: it owns a registry of sessions
-bound to users, and pumps each transport's messages to and from a child process.
+checks, the GET stream, DELETE, 202 for notifications and responses, event ids and ``Last-Event-ID``
+replay. The SDK's session *manager* drives an in-process ``Server``, which a bridge does not have, so this
+module is the small replacement: it owns a registry of sessions bound to users, and pumps each transport's
+messages to and from a child process.
+
+One path skips the transport: a well-formed request POST (not ``initialize``) is relayed to the child and
+answered by the session itself (``answer_directly``), as JSON when the child's answer is all there is, and
+as an SSE stream (priming event, events stored for ``Last-Event-ID`` in the same event store) as soon as a
+notification, a server request or a keep-alive belongs with it. The transport would open an SSE stream
+for every POST, and its memory streams, task groups and SSE encoder cost more than the relay itself.
+Anything the fast path does not recognise goes to the transport, which gives the SDK's answer.
 """
 
 from __future__ import annotations
@@ -12,21 +19,38 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 import secrets
+import time
 from collections import Counter, deque
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
 import anyio.abc
-from mcp.server.streamable_http import EventCallback, EventMessage, EventStore, StreamableHTTPServerTransport
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from mcp.server.streamable_http import (
+    DEFAULT_NEGOTIATED_VERSION,
+    EventCallback,
+    EventMessage,
+    EventStore,
+    StreamableHTTPServerTransport,
+    check_accept_headers,
+)
 from mcp.shared.message import ServerMessageMetadata, SessionMessage
-from mcp_types import JSONRPCMessage, JSONRPCNotification, JSONRPCRequest, jsonrpc_message_adapter
+from mcp_types import JSONRPCMessage, JSONRPCRequest, jsonrpc_message_adapter
+from mcp_types.version import is_version_at_least
+from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.types import Receive, Scope, Send
 
-from .child import CHILD_EXITED, INTERNAL_ERROR, REQUEST_TIMEOUT, Child, _error
+from .child import Child
 from .config import Settings
+from .jsonrpc import CHILD_EXITED, INTERNAL_ERROR, REQUEST_TIMEOUT, respond, rpc_error
 from .metrics import Metrics
-from .supervision import FIRST_DELAY, RestartBackoff
+from .sse_to_json import JsonWhenPossible
+from .supervision import RestartBackoff
 
 log = logging.getLogger("mcp_gateway_proxy.legacy")
 
@@ -35,6 +59,25 @@ JSON = dict[str, Any]
 # Messages a child sends outside any request that still belong with the request being served, when only
 # one is: log lines and progress emitted while a tool runs, and the server's own requests for it.
 _REQUEST_SCOPED = ("notifications/message", "notifications/progress")
+_RETRY_MS = 1000  # the reconnection delay an SSE priming event suggests
+_SPARES_STARTING = 4  # spare children started at once: a refill in parallel, bounded
+_REFILL_AFTER = 0.2  # seconds without a spare taken before spares are started again
+_QUICK_ANSWER = 0.05  # seconds an answer is awaited before the connection is watched for a client that left
+_WARM_UP_WAIT = 10.0  # seconds a spare gets to answer its warm-up ping; one that ignores pings is used after it
+
+
+async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    scope.cancel()
+
+
+def _well_formed_error(error: Any) -> bool:
+    return isinstance(error, dict) and type(error.get("code")) is int and isinstance(error.get("message"), str)
+
+
+def _json_when_possible(scope: Scope, send: Send) -> Send:
+    return JsonWhenPossible(send) if scope["method"] == "POST" else send
 
 
 class BoundedEventStore(EventStore):
@@ -89,14 +132,21 @@ class LegacySession:
         self.settings = settings
         self.metrics = metrics
         self.on_closed = on_closed
+        self.events = BoundedEventStore()
         self.transport = StreamableHTTPServerTransport(
             mcp_session_id=self.session_id,
             is_json_response_enabled=False,
-            event_store=BoundedEventStore(),
+            event_store=self.events,
             security_settings=None,  # Origin is checked by the app for every era; Host is Traefik's
-            retry_interval=1000,
-            idle_timeout=settings.session_idle_timeout,
+            retry_interval=_RETRY_MS,
+            # The idle countdown is the session's own (``handle``): requests answered directly hold it too.
+            idle_timeout=None,
         )
+        self.idle_scope = anyio.CancelScope()
+        self._requests_in_flight = 0
+        self._tg: anyio.abc.TaskGroup | None = None
+        # Requests answered by ``answer_directly``: client request id -> where the child's messages for it go.
+        self.direct: dict[Any, MemoryObjectSendStream[tuple[JSON, JSONRPCMessage | None]]] = {}
         self.child: Child | None = None
         self.child_ready = anyio.Event()
         self.closing = False
@@ -113,9 +163,10 @@ class LegacySession:
             async with self.transport.connect() as (read_stream, write_stream):
                 self._write = write_stream
                 task_status.started()
-                idle_scope = self.transport.idle_scope or anyio.CancelScope()
+                idle_scope = self.idle_scope
                 with idle_scope:
                     async with anyio.create_task_group() as tg:
+                        self._tg = tg
                         tg.start_soon(self._supervise_child, tg)
                         try:
                             async for item in read_stream:
@@ -138,6 +189,161 @@ class LegacySession:
                     await self.transport.terminate()
                 if self.child is not None:
                     await self.child.kill()
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, decoded: Any) -> None:
+        """Serve one HTTP request of this session; ``decoded`` is its JSON body (None when there is none or it
+        does not parse). A request in flight (an open GET stream included) holds the session: the idle
+        countdown stops while any is served and starts again when the last one ends."""
+        if self.idle_scope.cancel_called:
+            # The idle period ran out and the session is going away: the transport answers 404.
+            if not self.transport.is_terminated:
+                await self.transport.terminate()
+            await self.transport.handle_request(scope, receive, send)
+            return
+        self._requests_in_flight += 1
+        self.idle_scope.deadline = math.inf
+        try:
+            kind = self._direct_kind(scope, decoded)
+            if kind == "request":
+                version = Headers(scope=scope).get("mcp-protocol-version", DEFAULT_NEGOTIATED_VERSION)
+                await self.answer_directly(decoded["id"], decoded, version, receive, send)
+            elif kind == "other":
+                # A notification or an answer to the child: written before the 202 goes out, so a request the
+                # client sends next (notifications/initialized, then tools/list) reaches the child after it.
+                await self._pass_on(decoded)
+                headers = [(b"content-type", b"application/json"), (b"mcp-session-id", self.session_id.encode())]
+                await respond(send, 202, b"", headers)
+            else:
+                await self.transport.handle_request(scope, receive, _json_when_possible(scope, send))
+        finally:
+            self._requests_in_flight -= 1
+            if not self._requests_in_flight:
+                self.idle_scope.deadline = anyio.current_time() + self.settings.session_idle_timeout
+
+    def _direct_kind(self, scope: Scope, decoded: Any) -> str | None:
+        """``request`` for a plain JSON-RPC request POST the session answers itself, ``other`` for a
+        notification or a response it hands to the child itself; None for everything the transport must judge
+        (initialize, GET, DELETE, anything malformed: its checks give the SDK's answers)."""
+        if scope["method"] != "POST" or self._tg is None or self.transport.is_terminated:
+            return None
+        if not (
+            isinstance(decoded, dict)
+            and decoded.get("jsonrpc") == "2.0"
+            and isinstance(decoded.get("params", {}), dict)
+            and decoded.get("method") != "initialize"
+        ):
+            return None
+        request_id = decoded.get("id")
+        if isinstance(decoded.get("method"), str):
+            if "id" not in decoded:
+                kind = "other"  # a notification
+            elif type(request_id) in (int, str) and request_id not in self.direct and request_id not in self.in_flight:
+                kind = "request"  # (an id reused while the first is pending: the transport's rules apply)
+            else:
+                return None
+        elif "method" in decoded or type(request_id) not in (int, str):
+            return None
+        elif isinstance(decoded.get("result"), dict) != _well_formed_error(decoded.get("error")):
+            kind = "other"  # the client's answer to a request of the child: a result or an error, not both
+        else:
+            return None
+        request = Request(scope)
+        content_type = request.headers.get("content-type", "")
+        if "application/json" not in (part.strip() for part in content_type.split(";")[0].split(",")):
+            return None
+        has_json, has_sse = check_accept_headers(request)
+        return kind if has_json and has_sse else None
+
+    async def answer_directly(
+        self, request_id: Any, raw: JSON, protocol_version: str, receive: Receive, send: Send
+    ) -> None:
+        """Relay one request and answer it: JSON when the child's answer comes before anything else for it,
+        else an SSE stream of what belongs with it and then the answer, as the transport would write it.
+        A client that goes away frees its HTTP request at once; the child's work goes on (a handshake-era
+        client cancels with notifications/cancelled) and what it sends is kept for a Last-Event-ID replay."""
+        assert self._tg is not None
+        inbox, outbox = anyio.create_memory_object_stream[tuple[JSON, JSONRPCMessage | None]](math.inf)
+        self.direct[request_id] = inbox
+        try:
+            self._tg.start_soon(self._relay_request, raw)
+            first = None
+            with anyio.move_on_after(_QUICK_ANSWER):
+                first = await outbox.receive()
+            if first is not None and "method" not in first[0]:
+                # The common case, kept cheap: the answer alone, as JSON, and no task to watch the connection.
+                data = json.dumps(first[0], separators=(",", ":"), ensure_ascii=False).encode()
+                headers = [(b"content-type", b"application/json"), (b"mcp-session-id", self.session_id.encode())]
+                await respond(send, 200, data, headers)
+                return
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_cancel_on_disconnect, receive, tg.cancel_scope)
+                await self._answer_over_time(request_id, protocol_version, outbox, first, send)
+                tg.cancel_scope.cancel()
+        finally:
+            # Whatever comes later for this request (the client went away) goes through the transport, which
+            # stores it for a Last-Event-ID replay.
+            self.direct.pop(request_id, None)
+            inbox.close()
+
+    async def _answer_over_time(
+        self,
+        request_id: Any,
+        protocol_version: str,
+        outbox: MemoryObjectReceiveStream[tuple[JSON, JSONRPCMessage | None]],
+        first: tuple[JSON, JSONRPCMessage | None] | None,
+        send: Send,
+    ) -> None:
+        """The answer of a request that takes its time or has company: JSON if the answer still comes first,
+        else SSE (priming event, the messages with their event ids, keep-alive comments, then the answer)."""
+        stream_id = str(request_id)  # the transport's stream id for a POST, so Last-Event-ID replay finds it
+        streaming = False
+
+        async def start_stream() -> None:
+            nonlocal streaming
+            streaming = True
+            await send({"type": "http.response.start", "status": 200, "headers": self._sse_headers()})
+            if is_version_at_least(protocol_version, "2025-11-25"):
+                event_id = await self.events.store_event(stream_id, None)
+                priming = f"id: {event_id}\r\ndata: \r\nretry: {_RETRY_MS}\r\n\r\n".encode()
+                await send({"type": "http.response.body", "body": priming, "more_body": True})
+
+        item = first
+        while True:
+            if item is None:
+                with anyio.move_on_after(self.settings.sse_keepalive - _QUICK_ANSWER * (not streaming)):
+                    item = await outbox.receive()
+            if item is None:
+                # The child takes its time: commit to SSE and keep idle proxies from cutting the connection.
+                if not streaming:
+                    await start_stream()
+                ping = f": ping - {datetime.now(UTC).isoformat(sep=' ')}\r\n\r\n".encode()
+                await send({"type": "http.response.body", "body": ping, "more_body": True})
+                continue
+            (message, model), item = item, None
+            is_answer = "method" not in message
+            data = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+            if is_answer and not streaming:
+                headers = [(b"content-type", b"application/json"), (b"mcp-session-id", self.session_id.encode())]
+                await respond(send, 200, data, headers)
+                return
+            if not streaming:
+                await start_stream()
+            if model is None:
+                model = jsonrpc_message_adapter.validate_python(message, by_name=False)
+            event_id = await self.events.store_event(stream_id, model)
+            event = b"id: " + event_id.encode() + b"\r\nevent: message\r\ndata: " + data + b"\r\n\r\n"
+            await send({"type": "http.response.body", "body": event, "more_body": not is_answer})
+            if is_answer:
+                return
+
+    def _sse_headers(self) -> list[tuple[bytes, bytes]]:
+        return [
+            (b"content-type", b"text/event-stream; charset=utf-8"),
+            (b"cache-control", b"no-cache, no-transform"),
+            (b"connection", b"keep-alive"),
+            (b"x-accel-buffering", b"no"),
+            (b"mcp-session-id", self.session_id.encode()),
+        ]
 
     async def _supervise_child(self, tg: anyio.abc.TaskGroup) -> None:
         """Keep one child running for the session; after a crash, start another and replay the handshake."""
@@ -184,18 +390,22 @@ class LegacySession:
         if isinstance(message, JSONRPCRequest):
             tg.start_soon(self._relay_request, raw)
             return
+        await self._pass_on(raw)
+
+    async def _pass_on(self, raw: JSON) -> None:
+        """Hand a client's notification, or its answer to one of the child's requests, to the child."""
         child = await self._ready_child()
         if child is None:
             return
-        if isinstance(message, JSONRPCNotification):
-            if message.method == "notifications/initialized":
-                self.initialized_params = raw.get("params") or {}
-            if message.method == "notifications/cancelled":
-                request_id = (raw.get("params") or {}).get("requestId")
-                target = self.in_flight.get(request_id)
-                if target is not None and target[1] is not None:
-                    await target[0].cancel(target[1], "cancelled by the client")
-                return
+        method = raw.get("method")
+        if method == "notifications/initialized":
+            self.initialized_params = raw.get("params") or {}
+        if method == "notifications/cancelled":
+            request_id = (raw.get("params") or {}).get("requestId")
+            target = self.in_flight.get(request_id) if isinstance(request_id, int | str) else None
+            if target is not None and target[1] is not None:
+                await target[0].cancel(target[1], "cancelled by the client")
+            return
         try:
             await child.send(raw)  # notifications, and the client's answers to the child's own requests
         except Exception:  # noqa: BLE001 - a dead child is the supervisor's business
@@ -221,7 +431,7 @@ class LegacySession:
             self.init_params = params
         child = await self._ready_child()
         if child is None:
-            response = _error(client_id, CHILD_EXITED, "MCP server is not running")
+            response = rpc_error(client_id, CHILD_EXITED, "MCP server is not running")
         else:
             self.in_flight[client_id] = (child, None)
 
@@ -246,7 +456,9 @@ class LegacySession:
             self.metrics.rpc_errors[("legacy", int(response["error"].get("code", 0)))] += 1
         response = {**response, "id": client_id}
         if not await self._to_client(response):
-            await self._to_client(_error(client_id, INTERNAL_ERROR, "MCP server sent an answer that cannot be relayed"))
+            await self._to_client(
+                rpc_error(client_id, INTERNAL_ERROR, "MCP server sent an answer that cannot be relayed")
+            )
 
     async def _from_child_unrouted(self, child: Child, message: JSON) -> None:
         if child is not self.child:
@@ -259,12 +471,21 @@ class LegacySession:
         await self._to_client(message, related=related)
 
     async def _to_client(self, raw: JSON, related: Any = None) -> bool:
-        """Hand a message to the transport; False when it is not a valid JSON-RPC message (then it is dropped)."""
+        """Hand a message to the request answered directly that it belongs to, or else to the transport;
+        False when it is not a valid JSON-RPC message (then it is dropped)."""
+        target = self.direct.get(raw.get("id") if "method" not in raw else related) if self.direct else None
+        if target is not None and "method" not in raw:
+            # An answer: well formed by construction (``well_formed_answer`` or the bridge's own error).
+            target.send_nowait((raw, None))
+            return True
         try:
             message = jsonrpc_message_adapter.validate_python(raw, by_name=False)
         except ValueError:
             log.warning(json.dumps({"event": "child_message_invalid", "session": self.session_id[:8]}))
             return False
+        if target is not None:
+            target.send_nowait((raw, message))
+            return True
         metadata = ServerMessageMetadata(related_request_id=related) if related is not None else None
         try:
             await self._write.send(SessionMessage(message, metadata=metadata))
@@ -295,29 +516,60 @@ class SessionRegistry:
         self.metrics = metrics
         self.sessions: dict[str, LegacySession] = {}
         self.spares: list[Child] = []
+        self._spares_changed = anyio.Event()
+        self._taken_at = 0.0
 
     async def keep_spares(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Keep ``spare_children`` children started and idle, so that a new session need not wait for one."""
+        """Keep ``spare_children`` warm children idle, so that a new session need not wait for its server to
+        start. A burst of sessions takes several at once: they are replaced in parallel, at most
+        ``_SPARES_STARTING`` at a time, so the refill does not starve the sessions being served of CPU."""
         backoff = RestartBackoff(self.settings.restart_backoff_reset)
+        starting = 0
+
+        async def start_one() -> None:
+            nonlocal starting
+            try:
+                child = Child.for_settings(self.settings, label="spare", on_unrouted=_ignore)
+                await tg.start(child.run)
+                self.metrics.children_started += 1
+                # Warm: any answer to a ping (the specification allows one before initialize) shows the server
+                # has loaded and reads its input, so the session's initialize is answered at once.
+                if child.alive:
+                    await child.request("ping", None, timeout=min(self.settings.request_timeout, _WARM_UP_WAIT))
+                if child.alive:
+                    self.spares.append(child)
+                else:
+                    await backoff.pause(child)  # the command could not be started, or exited at once
+            finally:
+                starting -= 1
+                self._spares_changed.set()
+
         async with anyio.create_task_group() as tg:
             task_status.started()
             while self.settings.spare_children > 0:
                 for dead in [c for c in self.spares if not c.alive]:
                     self.spares.remove(dead)  # it exited before any session took it: a crash like any other
                     await backoff.pause(dead)
-                if len(self.spares) < self.settings.spare_children:
-                    child = Child.for_settings(self.settings, label="spare", on_unrouted=_ignore)
-                    await tg.start(child.run)
-                    self.metrics.children_started += 1
-                    if not child.alive:
-                        await backoff.pause(child)  # the command could not be started, or exited at once
-                        continue
-                    self.spares.append(child)
-                await anyio.sleep(FIRST_DELAY)  # look again soon: a session may have taken a spare
+                since_take = time.monotonic() - self._taken_at
+                if since_take < _REFILL_AFTER:
+                    # Sessions are being opened: starting a process now would hold the next ones up (a spawn
+                    # blocks the event loop for milliseconds); refill once the burst is over.
+                    await anyio.sleep(_REFILL_AFTER - since_take)
+                    continue
+                missing = self.settings.spare_children - len(self.spares) - starting
+                for _ in range(max(0, min(missing, _SPARES_STARTING - starting))):
+                    starting += 1
+                    tg.start_soon(start_one)
+                # Look again when a spare is taken or a start ends, and now and then for spares that died.
+                with anyio.move_on_after(1.0):
+                    await self._spares_changed.wait()
+                self._spares_changed = anyio.Event()
 
     def _take_spare(self) -> Child | None:
         while self.spares:
             child = self.spares.pop(0)
+            self._taken_at = time.monotonic()
+            self._spares_changed.set()
             if child.alive:
                 return child
         return None

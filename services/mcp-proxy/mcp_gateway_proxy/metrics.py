@@ -19,7 +19,7 @@ from mcp_types import (
     URL_ELICITATION_REQUIRED,
 )
 
-from .child import CHILD_EXITED, REQUEST_CANCELLED, REQUEST_TIMEOUT
+from .jsonrpc import CHILD_EXITED, REQUEST_CANCELLED, REQUEST_TIMEOUT
 
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 

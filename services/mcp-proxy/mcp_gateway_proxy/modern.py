@@ -16,14 +16,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import itertools
 import json
 import logging
-import math
 import secrets
-import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -45,21 +42,18 @@ from mcp_types import (
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
     PARSE_ERROR,
-    SERVER_INFO_META_KEY,
 )
-from mcp_types.version import LATEST_HANDSHAKE_VERSION, LATEST_MODERN_VERSION, MODERN_PROTOCOL_VERSIONS
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
-from . import __version__
-from .child import CHILD_EXITED, INTERNAL_ERROR, REQUEST_TIMEOUT, Child, _error
+from .child import Child
 from .config import Settings
+from .exchange import Exchange
+from .inflight import InFlight
+from .jsonrpc import CHILD_EXITED, REQUEST_TIMEOUT, respond, respond_rpc, rpc_error
 from .metrics import Metrics
-from .supervision import RestartBackoff
-
-if TYPE_CHECKING:
-    from .inflight import InFlight
+from .pool import ChildPool
 
 log = logging.getLogger("mcp_gateway_proxy.modern")
 
@@ -71,215 +65,6 @@ CACHEABLE_METHODS = frozenset(
 )
 # Handshake-era methods removed at 2026-07-28, and the long-lived listen stream the bridge does not carry.
 NOT_OFFERED = frozenset({"subscriptions/listen", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"})
-BRIDGE_CLIENT_INFO = {"name": "mcp-gateway-proxy", "version": __version__}
-
-
-class ChildPool:
-    """A few children shared by all 2026-07-28 requests, kept at ``pool_size`` by restarting the dead."""
-
-    def __init__(self, settings: Settings, metrics: Metrics) -> None:
-        self.settings = settings
-        self.metrics = metrics
-        self.children: list[Child] = []
-        self.ready: list[Child] = []
-        self.ready_changed = anyio.Event()
-        self.passthrough: bool | None = None  # True: the child speaks 2026-07-28 itself
-        self.discover_result: JSON | None = None
-        self.initialize_result: JSON | None = None
-        self.failing = False  # the last child started could not be made ready
-        self._schemas: dict[str, Any] | None = None  # tool name -> inputSchema, for Mcp-Param-* checks
-        self._schemas_at = 0.0
-        self._schemas_lock = anyio.Lock()
-        self._turns = itertools.count()
-
-    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        async with anyio.create_task_group() as tg:
-            for slot in range(self.settings.pool_size):
-                tg.start_soon(self._keep_slot, slot, tg)
-            task_status.started()
-
-    async def _keep_slot(self, slot: int, tg: anyio.abc.TaskGroup) -> None:
-        backoff = RestartBackoff(self.settings.restart_backoff_reset)
-        first = True
-        while True:
-            child = Child.for_settings(self.settings, label=f"pool-{slot}", on_unrouted=self._from_child_unrouted)
-            self.children.append(child)
-            await tg.start(child.run)
-            self.metrics.children_started += 1
-            if not first:
-                self.metrics.child_restarts += 1
-            first = False
-            prepared = False
-            try:
-                if child.alive and await self._prepared(child):
-                    prepared = True
-                    self.failing = False
-                    self.ready.append(child)
-                    self._notify_ready()
-                else:
-                    self.failing = True
-                    self._notify_ready()
-                    await child.kill()
-                await child.exited.wait()
-            finally:
-                if child in self.ready:
-                    self.ready.remove(child)
-                self.children.remove(child)
-            await backoff.pause(child, ran_well=prepared)
-
-    def _notify_ready(self) -> None:
-        self.ready_changed.set()
-        self.ready_changed = anyio.Event()
-
-    async def _prepared(self, child: Child) -> bool:
-        """Whether the child is ready to serve; an answer of any odd shape fails this child, not the pool."""
-        try:
-            return await self._prepare(child)
-        except Exception:
-            log.exception("preparing %s failed", child.label)
-            return False
-
-    async def _prepare(self, child: Child) -> bool:
-        """Probe with ``server/discover`` and fall back to ``initialize`` (PROTOCOL.md §4)."""
-        timeout = min(self.settings.request_timeout, 60.0)
-        if self.passthrough is not False:
-            response = await child.request("server/discover", {"_meta": _bridge_envelope()}, timeout=timeout)
-            result = response.get("result")
-            versions = result.get("supportedVersions") if isinstance(result, dict) else None
-            versions = versions if isinstance(versions, list) else []
-            if isinstance(result, dict) and any(v in MODERN_PROTOCOL_VERSIONS for v in versions):
-                self.passthrough = True
-                self.discover_result = result
-                return True
-            if self.passthrough:
-                return False  # the other children speak 2026; this one answered nonsense
-            if not child.alive:
-                return False
-        response = await child.request(
-            "initialize",
-            {
-                "protocolVersion": LATEST_HANDSHAKE_VERSION,
-                # Relayed to 2026-07-28 clients as input requests (see Exchange), for those that declare them.
-                "capabilities": {"sampling": {}, "elicitation": {}},
-                "clientInfo": BRIDGE_CLIENT_INFO,
-            },
-            timeout=timeout,
-        )
-        result = response.get("result")
-        if not isinstance(result, dict):
-            log.error(json.dumps({"event": "child_initialize_failed", "child": child.label, "response": response}))
-            return False
-        await child.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
-        self.passthrough = False
-        self.initialize_result = result
-        self.discover_result = self._discover_from_initialize(result)
-        return True
-
-    def _discover_from_initialize(self, init: JSON) -> JSON:
-        capabilities = dict(init.get("capabilities") or {})
-        capabilities.pop("tasks", None)  # 2025-11-25 only; an extension at 2026-07-28
-        for name in ("tools", "prompts", "resources"):
-            if isinstance(capabilities.get(name), dict):
-                # Change notifications need subscriptions/listen, which the bridge does not carry.
-                kept = {k: v for k, v in capabilities[name].items() if k not in ("listChanged", "subscribe")}
-                capabilities[name] = kept
-        result: JSON = {
-            "supportedVersions": list(MODERN_PROTOCOL_VERSIONS),
-            "capabilities": capabilities,
-            "resultType": "complete",
-            "ttlMs": self.settings.cache_ttl_ms,
-            "cacheScope": self.settings.cache_scope,
-        }
-        if init.get("instructions"):
-            result["instructions"] = init["instructions"]
-        if isinstance(init.get("serverInfo"), dict):
-            result["_meta"] = {SERVER_INFO_META_KEY: init["serverInfo"]}
-        return result
-
-    async def tool_schema(self, name: str) -> Any | None:
-        """The inputSchema the server advertises for ``name`` (tools/list, cached for a minute), or None.
-
-        One refresh at a time: a burst of tools/call requests on a stale cache asks the child once, not once
-        per request (those requests are not yet counted in flight)."""
-        async with self._schemas_lock:
-            if self._schemas is None or time.monotonic() - self._schemas_at > 60:
-                schemas = await self._list_tool_schemas()
-                if schemas is None and self._schemas is None:
-                    return None  # no child to ask yet: ask again next time
-                self._schemas, self._schemas_at = (schemas or {}), time.monotonic()
-        return self._schemas.get(name)
-
-    async def _list_tool_schemas(self) -> dict[str, Any] | None:
-        child = await self.acquire(5.0)
-        if child is None:
-            return None
-        schemas: dict[str, Any] = {}
-        cursor: Any = None
-        for _ in range(100):  # a server whose pages never end cannot hold a request up
-            params: JSON = {"cursor": cursor} if isinstance(cursor, str) else {}
-            if self.passthrough:
-                params["_meta"] = _bridge_envelope()
-            response = await child.request("tools/list", params or None, timeout=10.0)
-            result = response.get("result")
-            tools = result.get("tools") if isinstance(result, dict) else None
-            if not isinstance(tools, list):
-                return {}  # a server without a usable tools/list: nothing to check (the SDK's fail-open)
-            for tool in tools:
-                if isinstance(tool, dict) and isinstance(tool.get("name"), str):
-                    schemas[tool["name"]] = tool.get("inputSchema")
-            cursor = result.get("nextCursor")  # type: ignore[union-attr]
-            if not isinstance(cursor, str):
-                break
-        return schemas
-
-    async def acquire(self, timeout: float) -> Child | None:
-        """The ready child with the fewest requests in flight, waiting (bounded) while none is ready."""
-        with anyio.move_on_after(timeout):
-            while True:
-                alive = [c for c in self.ready if c.alive]
-                if alive:
-                    # Fewest requests in flight; ties rotate, so quick requests spread over the pool too.
-                    start = next(self._turns) % len(alive)
-                    return min(alive[start:] + alive[:start], key=lambda c: len(c.pending))
-                if self.failing:
-                    return None  # the server does not start: say so now (503) rather than after the timeout
-                await self.ready_changed.wait()
-        return None
-
-    async def _from_child_unrouted(self, child: Child, message: JSON) -> None:
-        method = message.get("method")
-        if method is None:
-            return  # a late answer to a request that timed out or was cancelled
-        if "id" in message:
-            # A stdio server does not say which request its question belongs to: it is relayed (as an input
-            # request) only when exactly one request is in flight on this child; otherwise it is refused
-            # rather than shown to the wrong client, so the child is never left waiting.
-            waiters = list(child.pending.values())
-            if len(waiters) == 1 and waiters[0].on_server_request is not None:
-                await waiters[0].on_server_request(message)
-                return
-            await _safe_send(child, _error(message["id"], METHOD_NOT_FOUND, f"{method} is not available"))
-            return
-        if method in ("notifications/message", "notifications/progress"):
-            opted_in = [w for w in child.pending.values() if w.notify is not None and w.log_opt_in]
-            if method == "notifications/message" and len(child.pending) == 1 and opted_in:
-                await opted_in[0].notify(message)  # type: ignore[misc]
-
-
-def _bridge_envelope() -> JSON:
-    """The 2026-07-28 per-request envelope of the bridge's own requests to a 2026-speaking child."""
-    return {
-        "io.modelcontextprotocol/protocolVersion": LATEST_MODERN_VERSION,
-        "io.modelcontextprotocol/clientCapabilities": {},
-        "io.modelcontextprotocol/clientInfo": BRIDGE_CLIENT_INFO,
-    }
-
-
-async def _safe_send(child: Child, message: JSON) -> None:
-    try:
-        await child.send(message)
-    except Exception:  # noqa: BLE001 - a dead child is its slot's business
-        log.debug("could not answer %s", child.label)
 
 
 def _strip_envelope(params: Mapping[str, Any] | None) -> tuple[JSON | None, bool]:
@@ -301,112 +86,6 @@ def _strip_envelope(params: Mapping[str, Any] | None) -> tuple[JSON | None, bool
 
 _UNKNOWN_STATE = "requestState is unknown or has expired; send the request again without it"
 
-# Notifications an exchange holds for a client that reads slowly, and server questions on top of them.
-_NOTIFICATIONS_KEPT = 256
-_QUESTIONS_KEPT = 16
-
-# Client capability each server-to-client request needs before it may be relayed as an input request.
-_NEEDS_CAPABILITY = {"sampling/createMessage": "sampling", "elicitation/create": "elicitation", "roots/list": "roots"}
-
-
-class Exchange:
-    """One 2026-07-28 request to a child, which may outlive its HTTP request.
-
-    A handshake-era child may ask the client something (sampling, elicitation, roots) while it works on a
-    request. 2026-07-28 has no back-channel for that; its replacement is the multi-round-trip result
-    (``resultType: "input_required"``): the bridge answers the HTTP request with the child's question as an
-    input request and an opaque ``requestState``, keeps the child's request waiting, and when the client
-    retries with ``inputResponses`` and that state, passes the answers to the child and goes on waiting.
-    """
-
-    def __init__(self, handler: ModernHandler, child: Child, method: str, user: str, client_capabilities: JSON) -> None:
-        self.handler = handler
-        self.child = child
-        self.method = method
-        self.user = user
-        self.client_capabilities = client_capabilities
-        self.token = secrets.token_urlsafe(24)
-        # Unbounded as a stream; _event and _server_request bound it (the outcome itself is never dropped).
-        self.events_in, self.events_out = anyio.create_memory_object_stream[JSON](math.inf)
-        self.dropped = 0
-        self.awaiting: dict[str, Any] = {}  # input request key -> the child's JSON-RPC request id
-        self.attached = False
-        self.finished = False
-        self.scope = anyio.CancelScope()
-        self._keys = itertools.count(1)
-
-    async def run(self, params: JSON | None, log_opt_in: bool) -> None:
-        response: JSON | None = None
-        with self.scope:
-            response = await self.child.request(
-                self.method,
-                params,
-                timeout=self.handler.settings.request_timeout,
-                notify=self._event,
-                log_opt_in=log_opt_in,
-                on_server_request=self._server_request,
-            )
-            if response.get("error", {}).get("code") == REQUEST_TIMEOUT:
-                await self.child.kill_if_unresponsive(min(5.0, self.handler.settings.request_timeout))
-        if response is not None:
-            result = response.get("result")
-            state = result.get("requestState") if isinstance(result, dict) else None
-            if isinstance(result, dict) and result.get("resultType") == "input_required" and isinstance(state, str):
-                # A 2026-07-28 child's own multi-round trip: the state the client sees is bound to this user
-                # and names this child (which sealed it with its own key), where the retry must go back.
-                sealed = self.handler.seal_state(state, self.child, self.user)
-                response = {**response, "result": {**result, "requestState": sealed}}
-            self.events_in.send_nowait({"outcome": response})
-        if not self.attached:
-            # Nobody is there to read the outcome (the client never retried): forget the exchange.
-            self.handler.exchanges.pop(self.token, None)
-
-    async def _event(self, event: JSON) -> None:
-        """A notification for the client: kept while the client keeps up, else dropped (and counted), since
-        waiting for a slow client would stall the child's output for everyone else on that child."""
-        if self.events_in.statistics().current_buffer_used >= _NOTIFICATIONS_KEPT:
-            self.dropped += 1
-            if self.dropped == 1:
-                log.warning(json.dumps({"event": "exchange_events_dropped", "child": self.child.label}))
-            return
-        self.events_in.send_nowait(event)
-
-    async def _server_request(self, message: JSON) -> None:
-        method = message.get("method", "")
-        needed = _NEEDS_CAPABILITY.get(method)
-        if needed is None or needed not in self.client_capabilities:
-            reason = f"the client did not declare the {needed or method} capability"
-            await _safe_send(self.child, _error(message["id"], METHOD_NOT_FOUND, reason))
-            return
-        if self.events_in.statistics().current_buffer_used >= _NOTIFICATIONS_KEPT + _QUESTIONS_KEPT:
-            await _safe_send(self.child, _error(message["id"], INTERNAL_ERROR, "too many questions unanswered"))
-            return
-        self.events_in.send_nowait({"server_request": message})
-
-    def input_required(self, request_id: Any, message: JSON) -> JSON:
-        key = f"input-{next(self._keys)}"
-        self.awaiting[key] = message["id"]
-        self.handler.exchanges[self.token] = self
-        request: JSON = {"method": message["method"]}
-        if message.get("params") is not None:
-            request["params"] = message["params"]
-        result = {"resultType": "input_required", "inputRequests": {key: request}, "requestState": self.token}
-        return {"jsonrpc": "2.0", "id": request_id, "result": result}
-
-    async def answer(self, responses: JSON) -> None:
-        """Hand the client's answers to the child's waiting requests (unanswered ones get an error)."""
-        for key, child_request_id in list(self.awaiting.items()):
-            del self.awaiting[key]
-            value = responses.get(key)
-            if isinstance(value, dict):
-                await _safe_send(self.child, {"jsonrpc": "2.0", "id": child_request_id, "result": value})
-            else:
-                await _safe_send(self.child, _error(child_request_id, INVALID_PARAMS, "the client gave no answer"))
-
-    def cancel(self) -> None:
-        self.handler.exchanges.pop(self.token, None)
-        self.scope.cancel()
-
 
 class ModernHandler:
     def __init__(self, settings: Settings, metrics: Metrics, pool: ChildPool, in_flight: InFlight) -> None:
@@ -421,19 +100,19 @@ class ModernHandler:
     async def __call__(self, scope: Scope, receive: Receive, send: Send, body: bytes, info: dict[str, Any]) -> None:
         request = Request(scope, receive)
         if request.method != "POST":
-            await _respond(send, 405, b"", headers=[(b"allow", b"POST")])
+            await respond(send, 405, b"", headers=[(b"allow", b"POST")])
             return
         if not request.headers.get("content-type", "").lower().startswith("application/json"):
-            await _respond_rpc(send, 415, _error(None, INVALID_REQUEST, "Content-Type must be application/json"))
+            await respond_rpc(send, 415, rpc_error(None, INVALID_REQUEST, "Content-Type must be application/json"))
             return
         has_json, has_sse = check_accept_headers(request)
         if not has_json:
-            await _respond_rpc(send, 406, _error(None, INVALID_REQUEST, "Accept must include application/json"))
+            await respond_rpc(send, 406, rpc_error(None, INVALID_REQUEST, "Accept must include application/json"))
             return
         try:
             decoded = json.loads(body)
         except (ValueError, RecursionError):
-            await self._reply(send, info, _error(None, PARSE_ERROR, "Parse error"))
+            await self._reply(send, info, rpc_error(None, PARSE_ERROR, "Parse error"))
             return
         if isinstance(decoded, dict) and "id" not in decoded and isinstance(decoded.get("method"), str):
             # Notifications have nothing to act on at 2026-07-28 (cancelling is closing the stream): 202.
@@ -442,7 +121,7 @@ class ModernHandler:
             if rejection is not None:
                 await self._reject(send, info, rejection, None)
                 return
-            await _respond(send, 202, b"")
+            await respond(send, 202, b"")
             return
         if not (
             isinstance(decoded, dict)
@@ -453,7 +132,7 @@ class ModernHandler:
             and isinstance(decoded.get("params", {}), dict)
         ):
             message = "Body must be a single JSON-RPC request or notification object (batches are not accepted)"
-            await self._reply(send, info, _error(None, INVALID_REQUEST, message))
+            await self._reply(send, info, rpc_error(None, INVALID_REQUEST, message))
             return
         request_id, method = decoded["id"], decoded["method"]
         info["rpc_method"] = method
@@ -472,7 +151,7 @@ class ModernHandler:
                 await self._reject(send, info, rejection, request_id)
                 return
         if method in NOT_OFFERED or method == "initialize":
-            await self._reply(send, info, _error(request_id, METHOD_NOT_FOUND, f"Method not found: {method}"))
+            await self._reply(send, info, rpc_error(request_id, METHOD_NOT_FOUND, f"Method not found: {method}"))
             return
 
         async def serve(answer: Send) -> None:
@@ -505,7 +184,7 @@ class ModernHandler:
                 or exchange.attached  # the same state retried twice at once: one retry continues it
                 or not exchange.awaiting
             ):
-                await self._reply(send, info, _error(request_id, INVALID_PARAMS, _UNKNOWN_STATE))
+                await self._reply(send, info, rpc_error(request_id, INVALID_PARAMS, _UNKNOWN_STATE))
                 return
             exchange.attached = True
             try:
@@ -518,15 +197,15 @@ class ModernHandler:
         if isinstance(state, str) and self.pool.passthrough:
             opened = self.open_state(state, info["user"])
             if opened is None:  # not one the bridge handed out, or handed to another user
-                await self._reply(send, info, _error(request_id, INVALID_PARAMS, _UNKNOWN_STATE))
+                await self._reply(send, info, rpc_error(request_id, INVALID_PARAMS, _UNKNOWN_STATE))
                 return
             child, original = opened
             params = {**(params or {}), "requestState": original}
         if child is None or not child.alive:
             child = await self.pool.acquire(self.settings.request_timeout)
         if child is None:
-            await _respond_rpc(
-                send, 503, _error(request_id, CHILD_EXITED, "No MCP server process is available"), retry_after=2
+            await respond_rpc(
+                send, 503, rpc_error(request_id, CHILD_EXITED, "No MCP server process is available"), retry_after=2
             )
             return
         meta = (params or {}).get("_meta") if isinstance(params, dict) else None
@@ -538,7 +217,15 @@ class ModernHandler:
             if isinstance(params, dict):
                 params.pop("inputResponses", None)
                 params.pop("requestState", None)
-        exchange = Exchange(self, child, method, info["user"], capabilities if isinstance(capabilities, dict) else {})
+        exchange = Exchange(
+            self.settings,
+            self.exchanges,
+            self.seal_state,
+            child,
+            method,
+            info["user"],
+            capabilities if isinstance(capabilities, dict) else {},
+        )
         assert self.tg is not None
         self.tg.start_soon(exchange.run, params, log_opt_in and has_sse)
         await self._drive(send, receive, info, request_id, exchange, has_sse)
@@ -674,7 +361,7 @@ class ModernHandler:
             status = ERROR_CODE_HTTP_STATUS.get(error.get("code"), 200)  # type: ignore[arg-type]
         self._count(info, message)
         info["status"] = status
-        await _respond_rpc(send, status, message)
+        await respond_rpc(send, status, message)
 
 
 _SSE_HEADERS = [
@@ -686,21 +373,3 @@ _SSE_HEADERS = [
 
 def _sse_event(message: JSON) -> bytes:
     return b"event: message\ndata: " + json.dumps(message, separators=(",", ":")).encode() + b"\n\n"
-
-
-async def _respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    headers = list(headers or [])
-    headers.append((b"content-length", str(len(body)).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _respond_rpc(send: Send, status: int, message: JSON, retry_after: int | None = None) -> None:
-    headers = [(b"content-type", b"application/json")]
-    if retry_after is not None:
-        headers.append((b"retry-after", str(retry_after).encode()))
-    body = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
-    await _respond(send, status, body, headers)
-
-
-__all__ = ["ChildPool", "Exchange", "ModernHandler"]
