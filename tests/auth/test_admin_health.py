@@ -40,3 +40,13 @@ def test_health_lists_tools_through_traefik_reads_certificates_and_names_what_is
     assert "mcp time" not in named and "redis persistence" not in named
     # The grants it minted were revoked afterwards.
     assert as_json(None, "grants", "list", "--client", "mcp-gateway-health", env_file=env_file) == []
+
+
+def test_health_refuses_a_ca_file_it_cannot_use_with_a_message_not_a_traceback(gateway, tmp_path):
+    # An operator names a file that holds no certificate (or one the service's user cannot read).
+    not_pem = tmp_path / "not-a-ca.pem"
+    not_pem.write_text("this is not a certificate\n")
+    result = run(gateway.auth, "health", "--json", "--ca-file", str(not_pem))
+    assert result.returncode == 1, result.stderr
+    assert f"cannot trust the CA certificates in {not_pem}" in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""

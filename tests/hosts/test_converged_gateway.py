@@ -351,6 +351,29 @@ def test_the_client_carries_on_after_a_service_is_killed(target: Target, unit: s
     assert len(browser.history) == logins, "the client had to log in again: state was lost"
 
 
+def resume_client(state: Path, storage: MemoryStorage, provider: OAuthClientProvider) -> dict:
+    """Give the client what a client that persists its state keeps (save_client wrote it); the saved data."""
+    assert state.exists(), f"no client was saved in {state}"
+    saved = json.loads(state.read_text())
+    storage.client_info = OAuthClientInformationFull.model_validate(saved["client_info"])
+    storage.tokens = OAuthToken.model_validate(saved["tokens"])
+    # without the discovered metadata the SDK refreshes at the resource's origin
+    provider.context.oauth_metadata = OAuthMetadata.model_validate(saved["oauth_metadata"])
+    return saved
+
+
+def save_client(state: Path, storage: MemoryStorage, provider: OAuthClientProvider) -> None:
+    """Keep the client's registration, tokens and discovered metadata for a later process."""
+    assert storage.tokens and storage.client_info and provider.context.oauth_metadata
+    saved = {
+        "client_info": storage.client_info.model_dump(mode="json"),
+        "tokens": storage.tokens.model_dump(mode="json"),
+        "oauth_metadata": provider.context.oauth_metadata.model_dump(mode="json"),
+    }
+    state.touch(mode=0o600)  # it holds a refresh token
+    state.write_text(json.dumps(saved))
+
+
 @pytest.mark.skipif(not CLIENT_STATE, reason="GATEWAY_CLIENT_STATE names no file to carry a client in")
 def test_the_same_client_carries_on_after_the_guest_restarts(target: Target) -> None:
     """Before a reboot the client logs in, calls and is saved; after it (GATEWAY_CLIENT_RESUME=1) the
@@ -360,24 +383,11 @@ def test_the_same_client_carries_on_after_the_guest_restarts(target: Target) -> 
     storage = MemoryStorage()
     browser = Browser(target)
     provider = provider_for(target, "time", storage, browser)
-    if CLIENT_RESUME:
-        assert state.exists(), f"no client was saved in {state} before the restart"
-        saved = json.loads(state.read_text())
-        storage.client_info = OAuthClientInformationFull.model_validate(saved["client_info"])
-        storage.tokens = OAuthToken.model_validate(saved["tokens"])
-        # what a client that persists its state keeps: without it the SDK refreshes at the resource's origin
-        provider.context.oauth_metadata = OAuthMetadata.model_validate(saved["oauth_metadata"])
+    saved = resume_client(state, storage, provider) if CLIENT_RESUME else {}
     out = anyio.run(call_twice, target, "time", provider, "auto")
     assert out["first_error"] is False and out["second_error"] is False, out
     assert out["refreshed"] is True, out
     if CLIENT_RESUME:
         assert browser.history == [], f"the saved client had to log in again: {browser.history}"
         assert storage.client_info.client_id == saved["client_info"]["client_id"]
-    assert storage.tokens and storage.client_info and provider.context.oauth_metadata
-    saved = {
-        "client_info": storage.client_info.model_dump(mode="json"),
-        "tokens": storage.tokens.model_dump(mode="json"),
-        "oauth_metadata": provider.context.oauth_metadata.model_dump(mode="json"),
-    }
-    state.touch(mode=0o600)  # it holds a refresh token
-    state.write_text(json.dumps(saved))
+    save_client(state, storage, provider)

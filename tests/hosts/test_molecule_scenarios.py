@@ -4,7 +4,9 @@
 one run of site.yml, then idempotence, the hosts' promises, real SDK clients against each guest, check
 mode with --diff, destroy. Two scenarios take longer than a test run may, and run only when asked:
 `multi` (two guests on one network, for the multi-host work) with GATEWAY_TEST_MULTI=1, and `vm` (the
-same on a QEMU VM, with a reboot; over an hour under software emulation) with GATEWAY_TEST_VM=1.
+same on a QEMU VM, with a reboot; over an hour under software emulation) with GATEWAY_TEST_VM=1, and
+`operator` (the operator's playbooks: backup, a new guest, restore, key rotation, bans, revocation, health;
+two converges) with GATEWAY_TEST_OPERATOR=1.
 GATEWAY_TEST_UPGRADE=1 adds to `default`'s verify step three runs of playbooks/upgrade.yml (a good version,
 a broken one that must roll back, a release that does not exist), which take several minutes more.
 
@@ -96,6 +98,12 @@ def test_default_scenario_converges_site_yml_on_debian_12_and_debian_13_guests()
 @pytest.mark.skipif(os.environ.get("GATEWAY_TEST_MULTI") != "1", reason="two-guest network: GATEWAY_TEST_MULTI=1")
 def test_multi_scenario_brings_up_two_guests_that_reach_each_other():
     run_scenario("multi", timeout=20 * 60)
+
+
+@pytest.mark.timeout(60 * 60)
+@pytest.mark.skipif(os.environ.get("GATEWAY_TEST_OPERATOR") != "1", reason="two converges: GATEWAY_TEST_OPERATOR=1")
+def test_operator_scenario_backs_up_rebuilds_restores_and_operates_a_gateway():
+    run_scenario("operator", timeout=55 * 60)
 
 
 @pytest.mark.timeout(160 * 60)

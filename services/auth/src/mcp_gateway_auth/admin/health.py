@@ -57,7 +57,15 @@ def _persistence(store: Store) -> dict:
 
 
 def _tls_context(ca_file: str | None) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
+    try:
+        return ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
+    except (OSError, ssl.SSLError) as exc:
+        # Read as the service's user, after the command became it: a file only root may read is refused
+        # here too, and so is one that holds no PEM certificate.
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise click.ClickException(
+            f"cannot trust the CA certificates in {ca_file} (read as the service's user): {reason}"
+        ) from exc
 
 
 def _certificate(host: str, port: int, address: str, context: ssl.SSLContext, days: int) -> dict:
