@@ -19,7 +19,6 @@ version must be serving again), `unchanged` after the one that failed to install
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -32,6 +31,8 @@ from tests.hosts.test_converged_gateway import (
     Target,
     call_twice,
     provider_for,
+    resume_client,
+    save_client,
     target,  # noqa: F401 (the fixture)
 )
 
@@ -46,7 +47,6 @@ if PHASE not in ("before", "restarted", "unchanged") or not CLIENT_STATE:
 
 import anyio  # noqa: E402
 import httpx  # noqa: E402
-from mcp.shared.auth import OAuthClientInformationFull, OAuthMetadata, OAuthToken  # noqa: E402
 
 from tests.bridge.rawhttp import initialize, legacy_headers, rpc_messages  # noqa: E402
 
@@ -76,17 +76,14 @@ def call_in(gateway: Target, token: str, session: str) -> httpx.Response:
 
 def test_the_client_carries_on_across_the_upgrade(target: Target) -> None:  # noqa: F811 (the fixture)
     state = Path(CLIENT_STATE)
+    session_file = state.with_suffix(".session")
     storage = MemoryStorage()
     browser = Browser(target)
     provider = provider_for(target, SERVICE, storage, browser)
     if PHASE != "before":
-        assert state.exists(), f"no client was saved in {state} before the upgrade"
-        saved = json.loads(state.read_text())
-        storage.client_info = OAuthClientInformationFull.model_validate(saved["client_info"])
-        storage.tokens = OAuthToken.model_validate(saved["tokens"])
-        provider.context.oauth_metadata = OAuthMetadata.model_validate(saved["oauth_metadata"])
+        resume_client(state, storage, provider)
         # The legacy session lives in the bridge: gone when the upgrade restarted it, else still there.
-        stale = call_in(target, storage.tokens.access_token, saved["legacy_session"])
+        stale = call_in(target, storage.tokens.access_token, session_file.read_text())
         expected = 404 if PHASE == "restarted" else 200
         assert stale.status_code == expected, f"the old session answered {stale.status_code}: {stale.text[:300]}"
 
@@ -99,14 +96,5 @@ def test_the_client_carries_on_across_the_upgrade(target: Target) -> None:  # no
     # A new legacy session (after the upgrade: the re-initialization the protocol asks for) calls.
     session = open_legacy_session(target, storage.tokens.access_token)
 
-    state.touch(mode=0o600)  # it holds a refresh token
-    state.write_text(
-        json.dumps(
-            {
-                "client_info": storage.client_info.model_dump(mode="json"),
-                "tokens": storage.tokens.model_dump(mode="json"),
-                "oauth_metadata": provider.context.oauth_metadata.model_dump(mode="json"),
-                "legacy_session": session,
-            }
-        )
-    )
+    save_client(state, storage, provider)
+    session_file.write_text(session)
