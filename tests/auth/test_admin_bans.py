@@ -4,7 +4,7 @@ lifetime), and at login with a page saying so; the ban is listed and outlives a 
 import httpx
 
 from tests.auth.admin_command import as_json, ok
-from tests.harness.oauthflow import Browser, authorize_url, pkce, refresh, register, tokens_for, verify
+from tests.harness.oauthflow import Browser, authorize_url, login_tokens, pkce, refresh, register, tokens_for, verify
 from tests.harness.procs import wait_until
 
 
@@ -51,11 +51,7 @@ def test_verify_refuses_a_banned_users_token_within_the_cache_lifetime(shared_se
     cached = shared_services.get(env={"AUTH_VERIFY_CACHE_MS": "1500"})
     github.set_user("bob")
     client = register(cached)
-    browser = Browser(cached, github)
-    try:
-        tokens = tokens_for(browser, client)
-    finally:
-        browser.close()
+    tokens = login_tokens(cached, github, client)
     assert verify(cached, tokens["access_token"]).status_code == 200  # now in the cache
     ok(cached, "users", "ban", "bob")
     try:

@@ -14,7 +14,7 @@ import pytest
 
 from tests.auth.admin_command import as_json, ok, run, write_env_file
 from tests.harness.auth import AuthService, write_rsa_key
-from tests.harness.oauthflow import Browser, api, refresh, register, tokens_for, verify
+from tests.harness.oauthflow import api, login_tokens, refresh, register, verify
 
 
 @dataclass
@@ -70,11 +70,7 @@ def test_a_restored_backup_on_a_fresh_host_lets_an_old_refresh_token_work_withou
 ):
     old_host, _ = _host(auth_factory, redis_server, tmp_path, "old", age_key.recipient)
     client = register(old_host)
-    browser = Browser(old_host, github)
-    try:
-        tokens = tokens_for(browser, client)
-    finally:
-        browser.close()
+    tokens = login_tokens(old_host, github, client)
     ok(old_host, "users", "ban", "bob", "--reason", "left")
     old_kids = _kids(old_host)
 

@@ -234,3 +234,12 @@ def tokens_for(browser: Browser, client: dict, **overrides: Any) -> dict:
     response = exchange(browser.service, client, params["code"], verifier, **token_overrides)
     assert response.status_code == 200, response.text
     return response.json()
+
+
+def login_tokens(service: AuthService, github: GitHubStub, client: dict, **overrides: Any) -> dict:
+    """tokens_for through a browser of its own, closed afterwards: one user's login, start to finish."""
+    browser = Browser(service, github)
+    try:
+        return tokens_for(browser, client, **overrides)
+    finally:
+        browser.close()
