@@ -43,6 +43,7 @@ sys.path.insert(0, str(REPO))
 from mcp_gateway_auth.keys import KeyRing  # noqa: E402
 from mcp_gateway_auth.store import Store  # noqa: E402
 
+from bench.report import write_results  # noqa: E402
 from tests.harness.auth import AuthService, write_rsa_key  # noqa: E402
 from tests.harness.procs import LOOPBACK, ManagedProcess, free_port  # noqa: E402
 from tests.harness.redis import RedisServer  # noqa: E402
@@ -253,11 +254,7 @@ def main() -> int:
             for service in started:
                 service.stop()
             redis.stop()
-    results["load_after"] = os.getloadavg()[0]
-    out = REPO / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "auth_verify.json").write_text(json.dumps(results, indent=2))
-    print(f"load average {results['load_before']:.1f} before, {results['load_after']:.1f} after")
+    write_results("auth_verify", results)
     for arm, figures in results["arms"].items():
         for connections in args.connections:
             f = figures[f"c{connections}"]

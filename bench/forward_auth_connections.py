@@ -24,7 +24,6 @@ TCP connections closed towards the auth service and towards the loopback entry p
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import subprocess
@@ -41,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from auth_verify import FORWARDED, median_of, mint_ours, ours, wrk  # noqa: E402
 
+from bench.report import write_results  # noqa: E402
 from tests.harness.auth import write_rsa_key  # noqa: E402
 from tests.harness.procs import LOOPBACK, ManagedProcess, free_port  # noqa: E402
 from tests.harness.redis import RedisServer  # noqa: E402
@@ -138,11 +138,7 @@ def main() -> int:
             traefik.stop()
             service.stop()
             redis.stop()
-    results["load_after"] = os.getloadavg()[0]
-    out = REPO / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "forward_auth_connections.json").write_text(json.dumps(results, indent=2))
-    print(f"load average {results['load_before']:.1f} before, {results['load_after']:.1f} after")
+    write_results("forward_auth_connections", results)
     for name, f in results["paths"].items():
         print(
             f"{name:20} {f['rps']:8.1f} req/s  p50 {f['p50_ms']:6.2f} ms  p99 {f['p99_ms']:6.2f} ms  "
