@@ -107,15 +107,23 @@ def test_every_new_client_id_can_be_typed_as_a_command_argument(auth_service):
     assert [client_id for client_id in ids if client_id.startswith("-")] == []
 
 
-def test_a_client_id_that_looks_like_an_option_is_deleted_after_a_double_dash(auth_service):
-    """Registrations made before client ids stopped beginning with "-" can still be deleted."""
+def test_an_id_that_begins_with_a_dash_is_taken_as_typed(auth_service):
+    """Registrations made before client ids stopped beginning with "-", and one grant id in 64, look
+    like options; an operator pastes them as `clients list` and `grants list` print them."""
     from mcp_gateway_auth.store import Store
 
-    client = register(auth_service, client_name="Dashed")
     store = Store(auth_service.env["AUTH_REDIS_URL"])
-    record = store.get_client(client["client_id"])
-    dashed = "-" + client["client_id"][1:]
-    store.save_client({**record, "client_id": dashed}, 600)
-    assert run(auth_service, "clients", "delete", dashed).returncode == 2  # read as an option
-    ok(auth_service, "clients", "delete", "--", dashed)
-    assert store.get_client(dashed) is None
+    dashed = []
+    for name in ("Dashed", "Dashed after --"):
+        client = register(auth_service, client_name=name)
+        dashed.append("-" + client["client_id"][1:])
+        store.save_client({**store.get_client(client["client_id"]), "client_id": dashed[-1]}, 600)
+    assert as_json(auth_service, "clients", "show", dashed[0])["client_name"] == "Dashed"
+    ok(auth_service, "clients", "delete", dashed[0])
+    ok(auth_service, "clients", "delete", "--json", "--", dashed[1])
+    assert store.get_client(dashed[0]) is None and store.get_client(dashed[1]) is None
+
+    unknown = run(auth_service, "grants", "revoke", "-PK3vr2kjEj979Ud9mGOpXae")
+    assert unknown.returncode == 1 and "no such grant: -PK3vr2kjEj979Ud9mGOpXae" in unknown.stderr
+    mistyped = run(auth_service, "grants", "revoke", "-P")
+    assert mistyped.returncode == 2 and "No such option '-P'" in mistyped.stderr

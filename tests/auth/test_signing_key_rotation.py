@@ -4,6 +4,8 @@ rotates and retires the keys of a key directory while the service runs."""
 import time
 
 import jwt
+from mcp_gateway_auth.keydir import load_pem
+from mcp_gateway_auth.keys import kid_of
 
 from tests.auth.admin_command import as_json, run
 from tests.harness.auth import write_rsa_key
@@ -40,10 +42,14 @@ def test_old_tokens_keep_working_while_the_old_key_is_listed(auth_service, brows
     assert verify(retired, new_token).status_code == 200
 
 
-def _key_directory(tmp_path):
-    """A key directory as the auth role first provides it: one PEM file, no list yet."""
+def _key_directory(tmp_path, kid_begins_with=""):
+    """A key directory as the auth role first provides it: one PEM file, no list yet. One key id
+    (an RFC 7638 thumbprint) in 64 begins with "-"; `kid_begins_with="-"` makes this one do so."""
     directory = tmp_path / "keys"
-    write_rsa_key(directory / "signing-key.pem")
+    for _ in range(2000):
+        key = write_rsa_key(directory / "signing-key.pem")
+        if kid_of(load_pem(key).public_key()).startswith(kid_begins_with):
+            break
     directory.chmod(0o700)
     return directory
 
@@ -96,19 +102,22 @@ def test_keys_rotate_publishes_the_new_key_first_and_signs_with_it_after_a_few_s
 
 
 def test_keys_retire_refuses_a_key_still_needed_and_a_retired_keys_tokens_are_refused(auth_factory, github, tmp_path):
-    directory = _key_directory(tmp_path)
+    directory = _key_directory(tmp_path, kid_begins_with="-")  # pasted as `keys list` prints it
     service = auth_factory(workers=2, env={"AUTH_SIGNING_KEYS": str(directory)})
     agent = Browser(service, github)
     try:
         client = register(service)
         old_token = tokens_for(agent, client)["access_token"]
         (old_kid,) = _kids(service)
-        new_kid = as_json(service, "keys", "rotate")["kid"]
+        assert old_kid.startswith("-")
+        rotated = as_json(service, "keys", "rotate")
+        new_kid = rotated["kid"]
 
         refused = run(service, "keys", "retire", new_kid)
         assert (
             refused.returncode == 1 and "signs access tokens (" in refused.stderr and "rotate first" in refused.stderr
         )
+        time.sleep(max(rotated["signs_from"] - time.time(), 0) + 0.5)  # the old key now only verifies
         refused = run(service, "keys", "retire", old_kid)
         assert refused.returncode == 1
         assert f"{old_kid} is still needed until 20" in refused.stderr and "--force" in refused.stderr

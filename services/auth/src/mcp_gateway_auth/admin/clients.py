@@ -14,6 +14,7 @@ from .. import events
 from ..cimd import looks_like_cimd
 from ..store import Store
 from .client_setup import setup_command
+from .arguments import IdArguments
 from .context import AdminContext, pass_admin
 from .grants import grant_line, grants_table
 from .output import emit, json_option, table, when
@@ -89,12 +90,12 @@ def list_clients(admin: AdminContext, as_json: bool) -> None:
     emit(as_json, clients, render)
 
 
-@group.command("show")
+@group.command("show", cls=IdArguments)
 @click.argument("client_id")
 @json_option
 @pass_admin
 def show(admin: AdminContext, client_id: str, as_json: bool) -> None:
-    """One client in full, with its live grants (an id that begins with "-" goes after "--")."""
+    """One client in full, with its live grants."""
     client = _find(admin.store, client_id)
     if client is None:
         raise click.ClickException(f"no such client: {client_id}")
@@ -115,14 +116,13 @@ def show(admin: AdminContext, client_id: str, as_json: bool) -> None:
     emit(as_json, client, render)
 
 
-@group.command("delete")
+@group.command("delete", cls=IdArguments)
 @click.argument("client_id")
 @json_option
 @pass_admin
 def delete(admin: AdminContext, client_id: str, as_json: bool) -> None:
-    """Delete a client and revoke everything issued to it (an id that begins with "-", from before
-    ids stopped doing so, goes after "--"). A metadata-document client loses its grants; its
-    document stays where its owner publishes it."""
+    """Delete a client and revoke everything issued to it. A metadata-document client loses its
+    grants; its document stays where its owner publishes it."""
     store = admin.store
     if _find(store, client_id) is None:
         events.operator(store, admin.actor, "client_deleted", "not_found", client_id=client_id)

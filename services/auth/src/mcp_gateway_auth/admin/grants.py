@@ -10,6 +10,7 @@ import click
 
 from .. import events
 from ..store import digest
+from .arguments import IdArguments
 from .context import AdminContext, pass_admin
 from .output import emit, json_option, table, when
 from .users import LOGIN
@@ -59,7 +60,7 @@ def list_grants(admin: AdminContext, login: str | None, client_id: str | None, a
     emit(as_json, lines, lambda: grants_table(lines))
 
 
-@group.command("revoke")
+@group.command("revoke", cls=IdArguments)
 @click.argument("grant_id", required=False)
 @click.option("--user", "login", type=LOGIN, help="Revoke every grant of this GitHub login.")
 @click.option("--client", "client_id", help="Revoke every grant issued to this client id.")

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from .. import events, keydir
 from ..config import ConfigError
 from ..keys import KeyRing, kid_of
+from .arguments import IdArguments
 from .context import AdminContext, pass_admin
 from .output import emit, json_option, table, when
 
@@ -122,7 +123,7 @@ def rotate(admin: AdminContext, as_json: bool) -> None:
     )
 
 
-@group.command("retire")
+@group.command("retire", cls=IdArguments)
 @click.argument("kids", nargs=-1)
 @click.option("--force", is_flag=True, help="Retire a key even though tokens it signed may still be live.")
 @json_option
