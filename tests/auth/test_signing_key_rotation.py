@@ -1,7 +1,9 @@
 """Key rotation: the first key signs, every listed key verifies and is published; `mcp-gateway keys`
 rotates and retires the keys of a key directory while the service runs."""
 
+import contextlib
 import time
+from types import SimpleNamespace
 
 import jwt
 from mcp_gateway_auth.keydir import load_pem
@@ -54,19 +56,32 @@ def _key_directory(tmp_path, kid_begins_with=""):
     return directory
 
 
-def _always(check, times=8):
-    """`check` holds on every one of several requests (they land on either worker)."""
-    return all(check() for _ in range(times))
-
-
-def test_keys_rotate_publishes_the_new_key_first_and_signs_with_it_after_a_few_seconds(auth_factory, github, tmp_path):
-    directory = _key_directory(tmp_path)
+@contextlib.contextmanager
+def _service_with_a_key_directory(auth_factory, github, tmp_path, kid_begins_with=""):
+    """Two workers on a key directory, a browser, a client and its first access token (the old key's)."""
+    directory = _key_directory(tmp_path, kid_begins_with)
     service = auth_factory(workers=2, env={"AUTH_SIGNING_KEYS": str(directory)})
     agent = Browser(service, github)
     try:
         client = register(service)
         old_token = tokens_for(agent, client)["access_token"]
         (old_kid,) = _kids(service)
+        yield SimpleNamespace(
+            service=service, agent=agent, client=client, directory=directory, old_token=old_token, old_kid=old_kid
+        )
+    finally:
+        agent.close()
+
+
+def _always(check, times=8):
+    """`check` holds on every one of several requests (they land on either worker)."""
+    return all(check() for _ in range(times))
+
+
+def test_keys_rotate_publishes_the_new_key_first_and_signs_with_it_after_a_few_seconds(auth_factory, github, tmp_path):
+    with _service_with_a_key_directory(auth_factory, github, tmp_path) as setup:
+        service, agent, client, directory = setup.service, setup.agent, setup.client, setup.directory
+        old_token, old_kid = setup.old_token, setup.old_kid
         (listed,) = as_json(service, "keys", "list")["keys"]
         assert (listed["kid"], listed["state"]) == (old_kid, "signing")
 
@@ -97,18 +112,13 @@ def test_keys_rotate_publishes_the_new_key_first_and_signs_with_it_after_a_few_s
         assert (directory / f"{new_kid}.pem").stat().st_mode & 0o777 == 0o600
         events = [e["event"] for e in as_json(service, "audit") if e.get("kind") == "operator"]
         assert "key_rotated" in events
-    finally:
-        agent.close()
 
 
 def test_keys_retire_refuses_a_key_still_needed_and_a_retired_keys_tokens_are_refused(auth_factory, github, tmp_path):
-    directory = _key_directory(tmp_path, kid_begins_with="-")  # pasted as `keys list` prints it
-    service = auth_factory(workers=2, env={"AUTH_SIGNING_KEYS": str(directory)})
-    agent = Browser(service, github)
-    try:
-        client = register(service)
-        old_token = tokens_for(agent, client)["access_token"]
-        (old_kid,) = _kids(service)
+    # The old key's id begins with "-", pasted as `keys list` prints it.
+    with _service_with_a_key_directory(auth_factory, github, tmp_path, kid_begins_with="-") as setup:
+        service, agent, client, directory = setup.service, setup.agent, setup.client, setup.directory
+        old_token, old_kid = setup.old_token, setup.old_kid
         assert old_kid.startswith("-")
         rotated = as_json(service, "keys", "rotate")
         new_kid = rotated["kid"]
@@ -139,8 +149,6 @@ def test_keys_retire_refuses_a_key_still_needed_and_a_retired_keys_tokens_are_re
         assert _always(lambda: verify(service, new_token).status_code == 200)
         audit = [e for e in as_json(service, "audit") if e.get("event") == "key_retired"]
         assert audit[0]["kid"] == old_kid and audit[0]["outcome"] == "forced"
-    finally:
-        agent.close()
 
 
 def test_keys_rotate_refuses_a_fixed_list_of_key_files(auth_service):
