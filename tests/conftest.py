@@ -126,6 +126,7 @@ def mcp_server_argv() -> Callable[[str], list[str]]:
 
 
 # Modules whose tests share an expensive session-wide server (one per xdist worker) run on one worker.
+SCENARIOS = "tests/hosts/test_molecule_scenarios.py"
 SHARED_WORKER = {
     module: group
     for group, modules in {
@@ -155,7 +156,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.hookimpl(optionalhook=True, tryfirst=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """pytest-xdist `--dist loadscope`: each module's tests run together on one worker (a module-scoped
-    server starts once, not once per worker), and the modules of SHARED_WORKER share one."""
+    server starts once, not once per worker), and the modules of SHARED_WORKER share one. Each molecule
+    scenario (they share nothing; GATEWAY_TEST_OPERATOR=1 adds a second one) gets a worker of its own."""
     if config.getvalue("dist") != "loadscope":
         return None
     from xdist.scheduler import LoadScopeScheduling
@@ -163,6 +165,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     class ModuleScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             module = nodeid.split("::", 1)[0]
+            if module == SCENARIOS:
+                return nodeid
             return SHARED_WORKER.get(module, module)
 
     return ModuleScheduling(config, log)
