@@ -13,8 +13,8 @@ import click
 from .. import events
 from ..cimd import looks_like_cimd
 from ..store import Store
-from .client_setup import setup_command
 from .arguments import IdArguments
+from .client_setup import setup_command
 from .context import AdminContext, pass_admin
 from .grants import grant_line, grants_table
 from .output import emit, json_option, table, when
