@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -67,7 +68,12 @@ def test_without_a_policy_rc_d_none_is_left_behind(tmp_path):
 def test_an_interrupted_run_puts_the_policy_back(tmp_path, signum):
     policy = existing_policy(tmp_path)
     started = tmp_path / "started"
-    run = run_bootstrap_handling(policy, f"{ASK_POLICY}; touch {started}; exec sleep 60", start_new_session=True)
+    # The stand-in says it started from inside the process that then waits: a `touch; exec sleep` could
+    # take the signal between the two and lose it in the exec.
+    stand_in = f"import pathlib, time; pathlib.Path('{started}').touch(); time.sleep(60)"
+    run = run_bootstrap_handling(
+        policy, f'{ASK_POLICY}; exec "{sys.executable}" -c "{stand_in}"', start_new_session=True
+    )
     try:
         deadline = time.monotonic() + 30
         while not started.exists():
