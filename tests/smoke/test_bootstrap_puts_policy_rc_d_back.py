@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -68,11 +67,13 @@ def test_without_a_policy_rc_d_none_is_left_behind(tmp_path):
 def test_an_interrupted_run_puts_the_policy_back(tmp_path, signum):
     policy = existing_policy(tmp_path)
     started = tmp_path / "started"
-    # The stand-in says it started from inside the process that then waits: a `touch; exec sleep` could
-    # take the signal between the two and lose it in the exec.
-    stand_in = f"import pathlib, time; pathlib.Path('{started}').touch(); time.sleep(60)"
+    # As in a terminal, the signal is not ignored on entry: a test run started in the background (`&`)
+    # would hand its children SIGINT ignored, and then no shell can trap it nor a program die of it.
     run = run_bootstrap_handling(
-        policy, f'{ASK_POLICY}; exec "{sys.executable}" -c "{stand_in}"', start_new_session=True
+        policy,
+        f"{ASK_POLICY}; touch {started}; exec sleep 60",
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signum, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 30
