@@ -1,0 +1,248 @@
+# ruff: noqa: F811  (the client tests' `target` fixture is imported, then named by the tests that use it)
+"""Clients other than the Python SDK use a gateway that site.yml provisioned onto a throwaway guest.
+
+Run by molecule's verify (molecule/shared/verify-client.yml) beside test_converged_gateway.py, or by
+hand with the same variables:
+
+    GATEWAY_GUEST=cl-demo PEBBLE_API_CA=.guests/demo/pebble-api/ca.pem \\
+        .venv/bin/pytest -m hosts tests/hosts/test_every_client_kind.py
+
+Skipped when GATEWAY_GUEST is not set. Each client is the real program from npm (pinned in
+package.json), started as its users start it; the person's browser is the login robot of
+test_converged_gateway.py (consent page, then the GitHub-compatible login in the guest):
+
+- the TypeScript SDK with its own OAuthClientProvider (tests/hosts/ts_sdk_client.mjs): dynamic
+  registration, the authorization URL printed, the code back on its loopback server, tools listed and
+  one called on each service; its token for one service is refused by the other;
+- mcp-remote as a stdio-only client (Claude Desktop's way) starts it: this test speaks MCP over its
+  stdin and stdout while the robot opens the URL it prints and is sent to its loopback callback;
+- the MCP Inspector's CLI, given a token the Python SDK client obtained (`--header`).
+
+Node children find the guest through tests/hosts/resolve_names.mjs (preloaded with NODE_OPTIONS)
+and trust Pebble's roots through NODE_EXTRA_CA_CERTS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from tests.hosts.test_converged_gateway import (
+    DOMAIN,
+    GUEST_NAME,
+    TOOL_CALLS,
+    Browser,
+    MemoryStorage,
+    Target,
+    bearer_status,
+    call_twice,
+    provider_for,
+    target,  # noqa: F401  (the fixture, named by the tests below)
+)
+
+pytestmark = [pytest.mark.hosts, pytest.mark.slow]
+
+if not GUEST_NAME:
+    pytest.skip("GATEWAY_GUEST names no converged guest", allow_module_level=True)
+
+import anyio  # noqa: E402
+from mcp.client.client import Client  # noqa: E402
+from mcp.client.stdio import StdioServerParameters, stdio_client  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+NPX = shutil.which("npx") or "npx"
+
+
+def node_env(target: Target, home: Path) -> dict[str, str]:
+    """What a Node client needs to reach the guest: its names, Pebble's roots, and a home of its own
+    (clients keep tokens there: ~/.mcp-auth, ~/.mcp-inspector)."""
+    return {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        "NODE_OPTIONS": f"--import={HERE / 'resolve_names.mjs'}",
+        "GATEWAY_RESOLVE": f"{DOMAIN}={target.address}",
+        "NODE_EXTRA_CA_CERTS": str(target.root_ca),
+        # never a real browser: mcp-remote's opener (xdg-open) runs $BROWSER, here a no-op
+        "BROWSER": "true",
+        "npm_config_update_notifier": "false",
+    }
+
+
+def robot_for(target: Target, authorization_url: str) -> Browser:
+    """The login robot, sent back to wherever the client registered (its loopback server)."""
+    redirect_uri = parse_qs(urlsplit(authorization_url).query)["redirect_uri"][0]
+    return Browser(target, callback=redirect_uri, deliver=True)
+
+
+def test_typescript_sdk_logs_in_and_calls_a_tool_on_two_services(target: Target, tmp_path: Path) -> None:
+    plan = {
+        "use": [
+            {"url": target.url(name, "/mcp"), "tool": tool, "arguments": arguments}
+            for name, (tool, arguments) in sorted(TOOL_CALLS.items())
+        ]
+    }
+    script = subprocess.Popen(
+        ["node", str(HERE / "ts_sdk_client.mjs"), json.dumps(plan)],
+        cwd=REPO,
+        env=node_env(target, tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    robots: list[Browser] = []
+    results: list[dict] = []
+    try:
+        assert script.stdout is not None
+        for line in script.stdout:
+            message = json.loads(line)
+            if "authorize" in message:
+                robots.append(robot_for(target, message["authorize"]))
+                robots[-1].authorize(message["authorize"])
+            else:
+                results.append(message)
+        status = script.wait(timeout=60)
+    finally:
+        script.kill()
+    assert status == 0, script.stderr.read() if script.stderr else status
+    by_server = {result["server"]: result for result in results}
+    assert set(by_server) == {target.url(name, "/mcp") for name in TOOL_CALLS}
+    assert len(robots) == len(TOOL_CALLS), "one login per service (each its own audience)"
+    for robot in robots:
+        assert any(url.startswith(target.github) for url in robot.history), "login went through GitHub"
+        assert "code" in robot.returned and "state" in robot.returned
+    for name, (tool, _) in TOOL_CALLS.items():
+        result = by_server[target.url(name, "/mcp")]
+        assert tool in result["tools"]
+        assert result["call"]["isError"] is False, result
+        assert result["client_id"], "dynamically registered"
+    # the token the TypeScript client holds for time is no credential for memory
+    token = by_server[target.url("time", "/mcp")]["access_token"]
+    assert bearer_status(target, "time", token) not in (401, 403)
+    assert bearer_status(target, "memory", token) == 401
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def follow_printed_url(target: Target, log: Path, robots: list[Browser], errors: list[BaseException]) -> None:
+    """Wait for the authorization URL mcp-remote prints on stderr, then log in as the person would."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        printed = re.search(r"Please authorize this client by visiting:\s+(\S+)", log.read_text(errors="replace"))
+        if printed:
+            try:
+                robots.append(robot_for(target, printed.group(1)))
+                robots[-1].authorize(printed.group(1))
+            except BaseException as exc:  # noqa: BLE001  (shown by the test, not lost in the thread)
+                errors.append(exc)
+            return
+        time.sleep(0.2)
+    errors.append(TimeoutError("mcp-remote printed no authorization URL"))
+
+
+async def through_mcp_remote(params: StdioServerParameters, errlog: Path, tool: str, arguments: dict) -> dict:
+    with errlog.open("w") as stderr, anyio.fail_after(90):
+        async with Client(stdio_client(params, errlog=stderr), mode="legacy") as client:
+            tools = await client.list_tools()
+            result = await client.call_tool(tool, arguments)
+    return {"tools": [t.name for t in tools.tools], "is_error": result.is_error, "content": result.content}
+
+
+# mcp-remote's default (and Claude Desktop's configuration) is the handshake era, whose session it never
+# ends (no DELETE when its stdin closes): each run keeps one of the user's few sessions on that server
+# until the bridge's idle timeout. The second service goes through its `--protocol auto`.
+@pytest.mark.parametrize(("service", "protocol"), [("time", []), ("memory", ["--protocol", "auto"])])
+def test_mcp_remote_as_a_stdio_client_logs_in_and_calls_a_tool(
+    target: Target, service: str, protocol: list[str], tmp_path: Path
+) -> None:
+    tool, arguments = TOOL_CALLS[service]
+    home = tmp_path / "home"
+    home.mkdir()
+    config = home / ".mcp-auth"
+    params = StdioServerParameters(
+        command=NPX,
+        args=["--no-install", "mcp-remote", target.url(service, "/mcp"), str(free_port()), *protocol],
+        env=node_env(target, home) | {"MCP_REMOTE_CONFIG_DIR": str(config)},
+        cwd=REPO,
+    )
+    errlog = tmp_path / "mcp-remote.log"
+    errlog.touch()
+    robots: list[Browser] = []
+    errors: list[BaseException] = []
+    watcher = threading.Thread(target=follow_printed_url, args=(target, errlog, robots, errors), daemon=True)
+    watcher.start()
+    try:
+        out = anyio.run(through_mcp_remote, params, errlog, tool, arguments)
+    except BaseException as exc:
+        raise AssertionError(f"{exc!r}; mcp-remote said:\n{errlog.read_text()[-3000:]}") from exc
+    watcher.join(timeout=5)
+    assert errors == []
+    assert tool in out["tools"]
+    assert out["is_error"] is False, out
+    assert len(robots) == 1 and any(url.startswith(target.github) for url in robots[0].history)
+    assert "code" in robots[0].returned
+    # mcp-remote keeps its client and tokens where it was told to (not in the real home)
+    kept = [path.name for path in config.rglob("*") if path.is_file()]
+    assert any(name.endswith("_tokens.json") for name in kept), kept
+
+
+@pytest.fixture
+def python_sdk_token(target: Target) -> Iterator[str]:
+    storage = MemoryStorage()
+    anyio.run(call_twice, target, "time", provider_for(target, "time", storage, Browser(target)), "auto")
+    assert storage.tokens
+    yield storage.tokens.access_token
+
+
+def test_inspector_cli_calls_a_tool_with_a_bearer_token(target: Target, python_sdk_token: str, tmp_path: Path) -> None:
+    tool, arguments = TOOL_CALLS["time"]
+    # the 2026-07-28 era holds no session: the CLI never ends one (no DELETE), and each run would keep
+    # one of the user's few sessions on the server until it idles out
+    inspector = [NPX, "--no-install", "mcp-inspector", "--cli", target.url("time", "/mcp"), "--transport", "http"]
+    inspector += ["--protocol-era", "modern"]
+    common = ["--format", "json", "--header", f"Authorization: Bearer {python_sdk_token}"]
+    env = node_env(target, tmp_path)
+    listed = subprocess.run(
+        [*inspector, "--method", "tools/list", *common], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    assert tool in [t["name"] for t in json.loads(listed.stdout)["result"]["tools"]]
+    args = [f"--tool-arg={key}={value}" for key, value in arguments.items()]
+    called = subprocess.run(
+        [*inspector, "--method", "tools/call", "--tool-name", tool, *args, *common],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert called.returncode == 0, called.stderr[-2000:]
+    result = json.loads(called.stdout)["result"]
+    assert result.get("isError") in (None, False), called.stdout
+    assert result["structuredContent"]["timezone"] == "UTC", called.stdout
+    # without the token the same command is refused: the header is what let it in
+    refused = subprocess.run(
+        [*inspector, "--method", "tools/list", "--format", "json", "--stored-auth-only"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode != 0
+    assert json.loads(refused.stdout or refused.stderr)["error"]["code"] == "auth_required", refused
