@@ -16,8 +16,11 @@ test_converged_gateway.py (consent page, then the GitHub-compatible login in the
   one called on each service; its token for one service is refused by the other, and its login for
   the test inventory's `restricted` server, which admits another user only, ends in access_denied;
 - mcp-remote as a stdio-only client (Claude Desktop's way) starts it: this test speaks MCP over its
-  stdin and stdout while the robot opens the URL it prints and is sent to its loopback callback;
-- the MCP Inspector's CLI, given a token the Python SDK client obtained (`--header`).
+  stdin and stdout while the robot opens the URL it prints and is sent to its loopback callback; it is
+  refused on `restricted` too;
+- the MCP Inspector's CLI (`--cli`), given a token the Python SDK client obtained (`--header`), and
+  logging in itself (the URL it prints, its loopback callback), its stored token serving a second
+  run; refused on `restricted`.
 
 Node children find the guest through tests/hosts/resolve_names.mjs (preloaded with NODE_OPTIONS)
 and trust Pebble's roots through NODE_EXTRA_CA_CERTS.
@@ -150,11 +153,17 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def follow_printed_url(target: Target, log: Path, robots: list[Browser], errors: list[BaseException]) -> None:
-    """Wait for the authorization URL mcp-remote prints on stderr, then log in as the person would."""
+MCP_REMOTE_PRINTS = r"Please authorize this client by visiting:\s+(\S+)"
+INSPECTOR_PRINTS = r"Please navigate to:\s+(\S+)"
+
+
+def follow_printed_url(
+    target: Target, log: Path, robots: list[Browser], errors: list[BaseException], printed_as: str = MCP_REMOTE_PRINTS
+) -> None:
+    """Wait for the authorization URL a CLI client prints on stderr, then log in as the person would."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        printed = re.search(r"Please authorize this client by visiting:\s+(\S+)", log.read_text(errors="replace"))
+        printed = re.search(printed_as, log.read_text(errors="replace"))
         if printed:
             try:
                 robots.append(robot_for(target, printed.group(1)))
@@ -290,3 +299,60 @@ def test_inspector_cli_calls_a_tool_with_a_bearer_token(target: Target, python_s
     )
     assert refused.returncode != 0
     assert json.loads(refused.stdout or refused.stderr)["error"]["code"] == "auth_required", refused
+
+
+def test_inspector_cli_logs_in_itself_lists_tools_then_calls_one_with_the_stored_token(
+    target: Target, tmp_path: Path
+) -> None:
+    tool, arguments = TOOL_CALLS["time"]
+    inspector = [NPX, "--no-install", "mcp-inspector", "--cli", target.url("time", "/mcp"), "--transport", "http"]
+    inspector += ["--protocol-era", "modern", "--format", "json"]
+    inspector += ["--callback-url", f"http://127.0.0.1:{free_port()}/oauth/callback"]
+    # without a terminal the CLI logs in only when told it may open a browser (here $BROWSER, a no-op);
+    # its secrets (client and tokens) go to a file in its home, the test's tmp_path
+    env = node_env(target, tmp_path) | {"MCP_AUTO_OPEN_ENABLED": "true", "MCP_INSPECTOR_SECRET_STORE": "file"}
+    errlog = tmp_path / "inspector.log"
+    robots: list[Browser] = []
+    errors: list[BaseException] = []
+    with errlog.open("w") as stderr:
+        first = subprocess.Popen(
+            [*inspector, "--method", "tools/list"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True
+        )
+        follow_printed_url(target, errlog, robots, errors, INSPECTOR_PRINTS)
+        listed, _ = first.communicate(timeout=60)
+    assert errors == [] and first.returncode == 0, (errors, errlog.read_text()[-2000:])
+    assert tool in [t["name"] for t in json.loads(listed)["result"]["tools"]]
+    assert len(robots) == 1 and any(url.startswith(target.github) for url in robots[0].history)
+    # a second run uses what the first stored, and must not start a login
+    args = [f"--tool-arg={key}={value}" for key, value in arguments.items()]
+    called = subprocess.run(
+        [*inspector, "--method", "tools/call", "--tool-name", tool, *args, "--stored-auth-only"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert called.returncode == 0, called.stderr[-2000:]
+    result = json.loads(called.stdout)["result"]
+    assert result.get("isError") in (None, False) and result["structuredContent"]["timezone"] == "UTC", result
+
+
+def test_inspector_cli_is_refused_on_a_server_its_user_may_not_use(target: Target, tmp_path: Path) -> None:
+    inspector = [NPX, "--no-install", "mcp-inspector", "--cli", target.url(RESTRICTED, "/mcp"), "--transport", "http"]
+    inspector += ["--protocol-era", "modern", "--format", "json", "--method", "tools/list"]
+    inspector += ["--callback-url", f"http://127.0.0.1:{free_port()}/oauth/callback"]
+    env = node_env(target, tmp_path) | {"MCP_AUTO_OPEN_ENABLED": "true", "MCP_INSPECTOR_SECRET_STORE": "file"}
+    errlog = tmp_path / "inspector.log"
+    robots: list[Browser] = []
+    errors: list[BaseException] = []
+    with errlog.open("w") as stderr:
+        run = subprocess.Popen(inspector, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
+        follow_printed_url(target, errlog, robots, errors, INSPECTOR_PRINTS)
+        out, _ = run.communicate(timeout=60)
+    said = errlog.read_text()
+    assert errors == [] and len(robots) == 1, errors
+    assert "code" not in robots[0].returned, robots[0].returned
+    assert run.returncode != 0, out
+    # the CLI shows the gateway's error_description of the access_denied redirect
+    assert "This GitHub account may not use this service" in said, said[-2000:]
