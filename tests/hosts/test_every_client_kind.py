@@ -215,11 +215,11 @@ class McpRemote:
         return self.errlog.read_text(errors="replace")
 
 
-# mcp-remote's default (and Claude Desktop's configuration) is the handshake era, whose session it never
-# ends (no DELETE when its stdin closes): each run keeps one of octocat's sessions on time (3 by default)
-# until the bridge's idle timeout (30 min) or restart. In molecule's verify test_converged_gateway.py
-# restarts that bridge first; by hand, a fourth run within the half hour gets 503 "Too many open sessions".
-# The second service goes through mcp-remote's `--protocol auto` (no session).
+# mcp-remote's default (and Claude Desktop's configuration) is the handshake era, whose sessions it never
+# ends (no DELETE when its stdin closes): each run keeps two of octocat's sessions on time (3 by default)
+# until the bridge's idle timeout (30 min) or restart. Run after test_converged_gateway.py (as verify
+# does), which restarts that bridge; alone, a second run within the half hour gets 503 "Too many open
+# sessions". The second service goes through mcp-remote's `--protocol auto` (no session).
 @pytest.mark.parametrize(("service", "protocol"), [("time", []), ("memory", ["--protocol", "auto"])])
 def test_mcp_remote_as_a_stdio_client_logs_in_and_calls_a_tool(
     target: Target, service: str, protocol: list[str], tmp_path: Path
