@@ -109,12 +109,15 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
 @dataclass
 class Browser:
     """A scripted user agent: follows redirects between the auth service and the GitHub-compatible
-    server, approves the consent page, and stops where it is sent back to the client."""
+    server, approves the consent page, and stops where it is sent back to the client (`callback`),
+    or with `deliver` also opens that address, as a browser does for a client's loopback server."""
 
     target: Target
     history: list[str] = field(default_factory=list)
     # the query of the redirect back to the client (its code and state)
     returned: dict[str, str] = field(default_factory=dict)
+    callback: str = CALLBACK
+    deliver: bool = False
 
     def __post_init__(self) -> None:
         self.http = httpx.Client(timeout=30, verify=self.target.tls(), follow_redirects=False)
@@ -127,8 +130,11 @@ class Browser:
             method, data = "GET", None
             if response.status_code in (301, 302, 303, 307, 308):
                 url = urljoin(url, response.headers["location"])
-                if url.startswith(CALLBACK):
+                if url.startswith(self.callback):
                     self.returned = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+                    if self.deliver:
+                        self.history.append(url)
+                        self.http.get(url)  # whatever the client's page says, it has the code now
                     return self.returned
                 continue
             csrf = re.search(r'name="csrf" value="([^"]+)"', response.text)
