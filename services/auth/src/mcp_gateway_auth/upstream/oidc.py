@@ -20,11 +20,18 @@ from __future__ import annotations
 
 import base64
 import time
+import warnings
 from typing import ClassVar
 
 import httpx
+from authlib.deprecate import AuthlibDeprecationWarning
 from authlib.integrations.base_client import BaseApp, OAuth2Mixin, OAuthError, OpenIDMixin
-from authlib.integrations.httpx_client import OAuth2Client
+
+# authlib 1.9 prefers the httpx2 fork and warns, on import, when it falls back to httpx, which the service
+# depends on: the warning would open every `mcp-gateway` command's output and every worker's journal.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", "The httpx module is deprecated", AuthlibDeprecationWarning)
+    from authlib.integrations.httpx_client import OAuth2Client
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
