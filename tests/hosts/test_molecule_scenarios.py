@@ -52,15 +52,16 @@ def _stop_group(proc: subprocess.Popen[bytes]) -> None:
             continue
 
 
-def run_scenario(name: str, timeout: float) -> None:
-    """`molecule test -s name`, failed with the log's tail when it fails; guests never outlive it."""
+def run_scenario(name: str, timeout: float, platform: str | None = None) -> None:
+    """`molecule test -s name` (only `platform`'s guest when given), failed with the log's tail when it
+    fails; guests never outlive it."""
     log_path = REPO / ".tmp" / f"molecule-{name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     finished = False
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [str(MOLECULE), "test", "-s", name],
+            [str(MOLECULE), "test", "-s", name, *(["--platform-name", platform] if platform else [])],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -87,11 +88,18 @@ def run_scenario(name: str, timeout: float) -> None:
 # Each limit is the scenario's own (pytest's global per-test timeout is shorter); molecule gets a
 # little less, so its own clean-up runs before pytest-timeout would cut in.
 UPGRADES = os.environ.get("GATEWAY_TEST_UPGRADE") == "1"
+# The default scenario's second guest (Debian 13) doubles the work of the longest test on a 2-core
+# machine, so a plain run converges the Debian 12 guest only; CI (and the upgrade runs, which go from
+# one guest to the next) converge both.
+BOTH_GUESTS = UPGRADES or os.environ.get("GATEWAY_TEST_DEBIAN13") == "1"
+GUEST_PREFIX = os.environ.get("MCPGW_GUEST_PREFIX") or "mcpgw"
 
 
 @pytest.mark.timeout((60 if UPGRADES else 40) * 60)
-def test_default_scenario_converges_site_yml_on_debian_12_and_debian_13_guests():
-    run_scenario("default", timeout=(55 if UPGRADES else 35) * 60)
+def test_default_scenario_converges_site_yml_on_a_debian_12_guest_and_with_both_guests_a_debian_13_one():
+    run_scenario(
+        "default", timeout=(55 if UPGRADES else 35) * 60, platform=None if BOTH_GUESTS else f"{GUEST_PREFIX}-debian12"
+    )
 
 
 @pytest.mark.timeout(25 * 60)
