@@ -1,0 +1,87 @@
+"""Several gateway hosts sign and verify with the same keys and sign sessions with the same secret.
+
+Two gateway hosts on this machine (connection local, each with its own configuration directory) run the
+auth role's key tasks as site.yml does: the first makes its signing key and session secret, the second
+gets the same files; after a rotation and then a retirement on the first (its key directory as
+`mcp-gateway keys` leaves them), a run gives the second the new key and list, then removes the retired key.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.harness.auth import write_rsa_key
+from tests.harness.playbook import run_playbook
+
+PLAY = """
+- name: The auth role's signing keys and session secret on every gateway host
+  hosts: gateway
+  gather_facts: false
+  tasks:
+    - name: Create the secrets directory (the gateway role does on a host)
+      ansible.builtin.file:
+        path: "{{ gateway_config_dir }}/secrets"
+        state: directory
+        mode: "0700"
+    - name: Provide the keys
+      ansible.builtin.include_role:
+        name: auth
+        tasks_from: keys
+"""
+
+
+def _files(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.name != ".lock"}
+
+
+def _converge(tmp_path: Path, hosts: dict[str, Path]) -> str:
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(
+        json.dumps(
+            {
+                "gateway": {
+                    "hosts": {name: {"gateway_config_dir": str(root)} for name, root in hosts.items()},
+                    "vars": {"ansible_connection": "local", "auth_user": "root"},
+                }
+            }
+        )
+    )
+    playbook = tmp_path / "keys.yml"
+    playbook.write_text(PLAY)
+    result = run_playbook(playbook, tmp_path / "ansible", {}, inventory=inventory, timeout=180)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    return result.stdout
+
+
+def test_every_gateway_host_gets_the_first_hosts_keys_and_session_secret_and_its_rotations(tmp_path: Path) -> None:
+    first, second = tmp_path / "gw1", tmp_path / "gw2"
+    hosts = {"gw1": first, "gw2": second}
+    out = _converge(tmp_path, hosts)
+    first_keys, second_keys = first / "auth" / "keys", second / "auth" / "keys"
+    assert list(_files(first_keys)) == ["signing-key.pem"]
+    assert _files(second_keys) == _files(first_keys)
+    secret = (first / "secrets" / "auth-secret-key").read_bytes()
+    assert len(secret.strip()) == 64 and (second / "secrets" / "auth-secret-key").read_bytes().strip() == secret.strip()
+    for path in [*second_keys.iterdir(), second / "secrets" / "auth-secret-key"]:
+        assert path.stat().st_mode & 0o777 == 0o600, path
+    assert secret.decode().strip() not in out  # never printed
+
+    # A rotation on the first host (a new key and the list), then a retirement (a key removed).
+    write_rsa_key(first_keys / "kid-new.pem")
+    write_rsa_key(first_keys / "kid-old.pem")
+    (first_keys / "keyring.json").write_text(json.dumps({"version": 1, "keys": ["kid-new", "kid-old"]}))
+    (first_keys / ".lock").touch()
+    _converge(tmp_path, hosts)
+    assert sorted(_files(second_keys)) == ["keyring.json", "kid-new.pem", "kid-old.pem", "signing-key.pem"]
+    assert _files(second_keys) == _files(first_keys)
+    (first_keys / "kid-old.pem").unlink()
+    (first_keys / "keyring.json").write_text(json.dumps({"version": 1, "keys": ["kid-new"]}))
+    _converge(tmp_path, hosts)
+    assert _files(second_keys) == _files(first_keys)
+    assert not (second_keys / "kid-old.pem").exists()
+    assert (second / "secrets" / "auth-secret-key").read_bytes().strip() == secret.strip()
+
+    # A run that finds them equal changes nothing.
+    again = _converge(tmp_path, hosts)
+    assert "changed=0" in again.split("PLAY RECAP")[1], again[-2000:]
