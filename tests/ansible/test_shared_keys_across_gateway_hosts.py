@@ -9,10 +9,16 @@ gets the same files; after a rotation and then a retirement on the first (its ke
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
-from tests.harness.auth import write_rsa_key
-from tests.harness.playbook import run_playbook
+from tests.auth.admin_command import service_env_file
+from tests.harness.auth import AuthService, write_rsa_key
+from tests.harness.github import GitHubStub
+from tests.harness.playbook import INVENTORY, REPO, run_playbook
+from tests.harness.redis import RedisServer
+
+GITHUB_APP = {"auth_github_client_id": "Iv1.0123456789abcdef", "auth_github_client_secret": "0123456789abcdef"}
 
 PLAY = """
 - name: The auth role's signing keys and session secret on every gateway host
@@ -35,21 +41,24 @@ def _files(directory: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.name != ".lock"}
 
 
+def _inventory(tmp_path: Path, hosts: dict[str, Path]) -> Path:
+    """inventory.example's group variables, with these hosts (connection local) in the gateway group."""
+    inventory = tmp_path / "inventory"
+    if not inventory.exists():
+        (inventory / "group_vars").mkdir(parents=True)
+        (inventory / "group_vars" / "gateway.yml").write_text((INVENTORY / "group_vars" / "gateway.yml").read_text())
+        (inventory / "files").symlink_to(INVENTORY / "files")  # the example's pip_lock paths
+    # Host variables: they win over the example's group_vars file (its GitHub app placeholders).
+    host_vars = {name: {"gateway_config_dir": str(root), **GITHUB_APP} for name, root in hosts.items()}
+    group_vars = {"ansible_connection": "local", "auth_user": "root"}
+    (inventory / "hosts.yml").write_text(json.dumps({"gateway": {"hosts": host_vars, "vars": group_vars}}))
+    return inventory
+
+
 def _converge(tmp_path: Path, hosts: dict[str, Path]) -> str:
-    inventory = tmp_path / "inventory.yml"
-    inventory.write_text(
-        json.dumps(
-            {
-                "gateway": {
-                    "hosts": {name: {"gateway_config_dir": str(root)} for name, root in hosts.items()},
-                    "vars": {"ansible_connection": "local", "auth_user": "root"},
-                }
-            }
-        )
-    )
     playbook = tmp_path / "keys.yml"
     playbook.write_text(PLAY)
-    result = run_playbook(playbook, tmp_path / "ansible", {}, inventory=inventory, timeout=180)
+    result = run_playbook(playbook, tmp_path / "ansible", {}, inventory=_inventory(tmp_path, hosts), timeout=180)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     return result.stdout
 
@@ -85,3 +94,42 @@ def test_every_gateway_host_gets_the_first_hosts_keys_and_session_secret_and_its
     # A run that finds them equal changes nothing.
     again = _converge(tmp_path, hosts)
     assert "changed=0" in again.split("PLAY RECAP")[1], again[-2000:]
+
+
+def test_rotate_keys_rotates_on_the_first_gateway_host_and_every_host_gets_the_key_before_it_signs(
+    tmp_path: Path, redis_server: RedisServer, github_stub: GitHubStub
+) -> None:
+    hosts = {"gw1": tmp_path / "gw1", "gw2": tmp_path / "gw2"}
+    _converge(tmp_path, hosts)
+    first_keys, second_keys = (root / "auth" / "keys" for root in hosts.values())
+    # The admin command on "each host" (both are this machine) reads the first host's key directory.
+    settings = AuthService(
+        tmp_path / "auth",
+        issuer="https://auth.example.test",
+        redis_url=redis_server.url,
+        resources=[{"name": "time", "resource": "https://time.example.test/mcp"}],
+        github_url=github_stub.url,
+        github_api_url=f"{github_stub.url}/api/v3",
+        github_client_id=github_stub.client_id,
+        github_client_secret=github_stub.client_secret,
+        signing_keys=[first_keys],
+    )
+    admin = {"MCP_GATEWAY_ENV_FILE": str(service_env_file(settings)), "MCP_GATEWAY_USER": "root"}
+    before = time.time()
+    result = run_playbook(
+        REPO / "playbooks" / "rotate-keys.yml",
+        tmp_path / "ansible",
+        {},
+        inventory=_inventory(tmp_path, hosts),
+        timeout=240,
+        env=admin,
+    )
+    out = " ".join(result.stdout.split())
+    assert result.returncode == 0, out[-4000:] + result.stderr[-2000:]
+    ring = json.loads((first_keys / "keyring.json").read_text())
+    new = ring["keys"][0]
+    # Two hosts: the new key signs a minute on, time for the copy to reach the other hosts.
+    assert new["signs_from"] >= int(before) + 60
+    assert f"gw1: new key {new['kid']} signs from" in out
+    assert _files(second_keys) == _files(first_keys)
+    assert (second_keys / f"{new['kid']}.pem").stat().st_mode & 0o777 == 0o600
