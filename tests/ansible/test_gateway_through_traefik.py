@@ -422,3 +422,12 @@ def test_the_access_log_keeps_no_query_string(gateway: DeployedGateway) -> None:
     assert '"GET /callback ' in log  # the request is still logged, without its query string
     for secret in (code, state, token, token.split(".")[2]):
         assert secret not in log, traefik.log_tail(20)
+
+
+def test_the_health_url_a_load_balancer_checks_is_served_on_the_public_entry_point(gateway: DeployedGateway) -> None:
+    # docs/scale-out.md: an external load balancer checks https://auth.<domain>/health on each gateway host;
+    # it passes through Traefik and the auth service to Redis, and is never cached on the way.
+    with gateway.client() as client:
+        response = client.get(gateway.url("auth", "/health"))
+    assert response.status_code == 200 and response.json() == {"status": "ok"}
+    assert response.headers["cache-control"] == "no-store"

@@ -156,3 +156,20 @@ def test_keys_rotate_refuses_a_fixed_list_of_key_files(auth_service):
     assert refused.returncode == 1 and "AUTH_SIGNING_KEYS lists key files" in refused.stderr
     (listed,) = as_json(auth_service, "keys", "list")["keys"]
     assert listed["state"] == "signing" and listed["kid"] == _kids(auth_service)[0]
+
+
+def test_keys_rotate_signs_in_gives_the_other_gateway_hosts_time_to_receive_the_key(auth_factory, github, tmp_path):
+    # Several gateway hosts share one key directory copied from the first: the new key must not sign on one
+    # host before every other host has it, or their /verify refuses the new tokens in between.
+    with _service_with_a_key_directory(auth_factory, github, tmp_path) as setup:
+        service, agent, client, old_kid = setup.service, setup.agent, setup.client, setup.old_kid
+        refused = run(service, "keys", "rotate", "--signs-in", "2")
+        assert refused.returncode != 0 and "--signs-in" in refused.stderr
+        assert [k["kid"] for k in as_json(service, "keys", "list")["keys"]] == [old_kid]
+
+        before = time.time()
+        rotated = as_json(service, "keys", "rotate", "--signs-in", "60")
+        assert rotated["signs_from"] >= int(before) + 60
+        assert [(k["kid"], k["state"]) for k in rotated["keys"]] == [(rotated["kid"], "next"), (old_kid, "signing")]
+        time.sleep(6)  # past the default activation delay: the old key still signs
+        assert jwt.get_unverified_header(tokens_for(agent, client)["access_token"])["kid"] == old_kid

@@ -68,6 +68,14 @@ def test_a_public_address_from_the_environment_is_refused(misbehaving_argv: list
     assert result.returncode != 0 and "loopback" in result.stderr
 
 
+@pytest.mark.parametrize("prefix", ["gw 1.", "gw1\\.", "x" * 33, "gw\u00e9."])
+def test_a_session_id_prefix_that_a_header_or_a_route_would_mangle_is_refused(
+    prefix: str, misbehaving_argv: list[str]
+) -> None:
+    result = _run(["--session-id-prefix", prefix, "--port", "1", "--", *misbehaving_argv])
+    assert result.returncode == 2 and "--session-id-prefix" in result.stderr and "at most 32" in result.stderr
+
+
 @pytest.mark.parametrize(
     ("option", "value"),
     [

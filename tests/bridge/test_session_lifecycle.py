@@ -78,3 +78,16 @@ def test_a_child_that_replaces_a_crashed_one_receives_the_handshake_once(
     crashed = http.post(bridge.url, json=crash, headers=legacy_headers(session))
     assert rpc_messages(crashed)[-1]["error"]["code"] == -32000
     assert _received(http, bridge, session) == HANDSHAKE_THEN_CALL
+
+
+def test_session_ids_begin_with_the_hosts_prefix_and_another_hosts_session_is_unknown(
+    http: httpx.Client, start_bridge: Callable[..., Bridge], misbehaving_argv: list[str]
+) -> None:
+    # Several gateway hosts: Traefik routes a session by the prefix of its id to the host whose bridge holds it.
+    bridge = start_bridge(misbehaving_argv, pool_size=1, spare_children=0, session_id_prefix="gw2.")
+    session = initialize(http, bridge.url)
+    assert session.startswith("gw2.") and len(session) > len("gw2.") + 40
+    assert http.post(bridge.url, json=CALL, headers=legacy_headers(session)).status_code == 200
+    # Another host's session (its prefix, or none) is unknown here: 404, so the client starts a new one.
+    other = "gw1." + session.removeprefix("gw2.")
+    assert http.post(bridge.url, json=CALL, headers=legacy_headers(other)).status_code == 404

@@ -49,9 +49,10 @@ def example_servers() -> list[dict[str, Any]]:
     return [*servers, {"name": "echo", "pip": "none", "command": "none"}]
 
 
-def gateway_files(cache: Path) -> RenderedFiles:
+def gateway_files(cache: Path, **extra: Any) -> RenderedFiles:
     """inventory.example, with `example_servers()`, rendered for a gateway on loopback: its ports, Pebble
-    as the ACME CA, the GitHub stub, the API on for the tests. Rendered once in `cache`, then reused."""
+    as the ACME CA, the GitHub stub, the API on for the tests (and `extra` variables). Rendered once in
+    `cache`, then reused."""
     blanks = Blanks()
     github = f"http://{LOOPBACK}:{blanks.port('github')}"
     return rendered(
@@ -74,6 +75,7 @@ def gateway_files(cache: Path) -> RenderedFiles:
         auth_github_client_secret=blanks.text("github-client-secret"),
         auth_workers=1,
         mcp_servers=[{**server, "port": blanks.port(f"mcp-{server['name']}")} for server in example_servers()],
+        **extra,
     )
 
 

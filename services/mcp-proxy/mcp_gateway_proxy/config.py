@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -12,6 +13,8 @@ from dataclasses import dataclass
 from .envfile import EnvFileError, read_env_file
 
 ENV_PREFIX = "MCP_PROXY_"
+# Visible ASCII a header carries as is, and that a Traefik HeaderRegexp matches literally but for '.'.
+_SESSION_ID_PREFIX = re.compile(r"[A-Za-z0-9._-]{0,32}")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -41,6 +44,7 @@ class Settings:
     log_level: str = "info"
     shutdown_grace: float = 3.0
     restart_backoff_reset: float = 60.0
+    session_id_prefix: str = ""
     # --check-config: the environment file that was checked (the bridge then only reports and exits).
     check_config: str | None = None
 
@@ -120,6 +124,13 @@ _OPTIONS: list[tuple[str, type, object, str]] = [
         60.0,
         "Seconds a child must run for its exit not to count as a quick crash: the wait before restarting a "
         "child doubles (0.2 s up to 5 s) with each quick crash in a row, and starts over after such a run.",
+    ),
+    (
+        "session_id_prefix",
+        str,
+        "",
+        "Text every handshake-era Mcp-Session-Id begins with (letters, digits, '.', '-', '_'; at most 32): with "
+        "several gateway hosts it names the host whose bridge holds the session, so Traefik routes the session there.",
     ),
 ]
 
@@ -255,6 +266,11 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
         parser.error(f"--uds-mode {values['uds_mode']!r} is not an octal mode such as 660")
     if not 0 <= uds_mode <= 0o777:
         parser.error("--uds-mode must be between 000 and 777")
+    prefix = str(values["session_id_prefix"])
+    if not _SESSION_ID_PREFIX.fullmatch(prefix):
+        parser.error(
+            f"--session-id-prefix {prefix!r}: at most 32 letters, digits, '.', '-' or '_' (it goes into a header)"
+        )
     origins = tuple(o.strip() for o in str(values["allowed_origins"]).split(",") if o.strip())
     return Settings(
         command=command,
@@ -281,5 +297,6 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
         log_level=str(values["log_level"]),
         shutdown_grace=float(values["shutdown_grace"]),  # type: ignore[arg-type]
         restart_backoff_reset=float(values["restart_backoff_reset"]),  # type: ignore[arg-type]
+        session_id_prefix=prefix,
         check_config=args.check_config,
     )

@@ -127,7 +127,8 @@ class LegacySession:
         take_spare: Callable[[], Child | None] = lambda: None,
     ) -> None:
         self.take_spare = take_spare
-        self.session_id = secrets.token_urlsafe(32)  # 256 random bits, visible ASCII
+        # 256 random bits, visible ASCII, after the host's prefix (Traefik routes the session by it)
+        self.session_id = settings.session_id_prefix + secrets.token_urlsafe(32)
         self.user = user
         self.settings = settings
         self.metrics = metrics

@@ -98,9 +98,16 @@ def list_keys(admin: AdminContext, as_json: bool) -> None:
 
 
 @group.command("rotate")
+@click.option(
+    "--signs-in",
+    type=click.IntRange(min=keydir.ACTIVATION_DELAY),
+    default=keydir.ACTIVATION_DELAY,
+    show_default=True,
+    help="Seconds before the new key signs: long enough for the key directory to reach every gateway host.",
+)
 @json_option
 @pass_admin
-def rotate(admin: AdminContext, as_json: bool) -> None:
+def rotate(admin: AdminContext, signs_in: int, as_json: bool) -> None:
     """Add a new key that signs from a few seconds on; the others keep verifying their tokens."""
     directory = key_directory(admin)
     ttl = admin.settings.access_token_ttl
@@ -109,7 +116,7 @@ def rotate(admin: AdminContext, as_json: bool) -> None:
     with keydir.locked(directory):
         entries = current_entries(directory, write=True)
         now = keydir.now()
-        signs_from = now + keydir.ACTIVATION_DELAY
+        signs_from = now + signs_in
         new = keydir.Entry(kid=kid, file=keydir.add_key(directory, key, kid), created_at=now, signs_from=signs_from)
         entries = [new, *keydir.superseded(entries, signs_from, ttl)]
         keydir.write_entries(directory, entries)
