@@ -367,21 +367,37 @@ class _Endpoint:
         await self.bridge.mcp(scope, receive, send)
 
 
-def create_app(settings: Settings) -> Starlette:
+class BridgeApp:
+    """The ASGI application: ``/mcp`` goes straight to the bridge; everything else (``/health``, ``/metrics``,
+    lifespan, other paths) to Starlette. Starlette's router and its two middlewares each wrapped ``send`` and
+    matched routes on every MCP call (a profile under 16 clients); the bridge answers every ``/mcp`` request
+    itself, and an exception there still gets uvicorn's 500."""
+
+    def __init__(self, bridge: Bridge, starlette: Starlette) -> None:
+        self.bridge = bridge
+        self.starlette = starlette
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/mcp":
+            await self.bridge.mcp(scope, receive, send)
+            return
+        await self.starlette(scope, receive, send)
+
+
+def create_app(settings: Settings) -> BridgeApp:
     bridge = Bridge(settings)
     app = Starlette(
         routes=[
-            Route("/mcp", _Endpoint(bridge), methods=None),
+            Route("/mcp", _Endpoint(bridge), methods=None),  # other spellings (``/mcp/`` redirects here)
             Route("/health", bridge.health, methods=["GET", "HEAD"]),
             Route("/metrics", bridge.metrics_endpoint, methods=["GET"]),
         ],
         lifespan=bridge.lifespan,
     )
-    app.state.bridge = bridge
-    return app
+    return BridgeApp(bridge, app)
 
 
-def from_environment() -> Starlette:
+def from_environment() -> BridgeApp:
     """App factory for an ASGI server configured only by ``MCP_PROXY_*`` variables (e.g. Gunicorn's uvicorn
     worker: ``gunicorn -k uvicorn.workers.UvicornWorker -w 1 'mcp_gateway_proxy.app:from_environment()'``)."""
     settings = parse_settings([])
