@@ -35,6 +35,11 @@ _STDERR_LINES_PER_SECOND = 200
 _LOG_LINE_MAX = 4000
 
 
+# The largest message written without waiting: well under a pipe's buffer (64 KiB on Linux), so a child that
+# reads at all takes it at once.
+_WRITE_AT_ONCE_BYTES = 16 * 1024
+
+
 class ChildGone(Exception):
     """The child exited (or was killed) before answering."""
 
@@ -267,6 +272,8 @@ class Child:
             raise ChildGone(f"MCP server is not running (code {self.returncode})")
         assert self.process is not None and self.process.stdin is not None
         data = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+        if self._write_at_once(data):
+            return
         try:
             async with self._write_lock:
                 with anyio.move_on_after(self.write_timeout) as stalled:
@@ -281,6 +288,25 @@ class Child:
                     raise ChildGone(self.failure)
         except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError) as exc:
             raise ChildGone(f"MCP server stopped reading its input: {exc}") from exc
+
+    def _write_at_once(self, data: bytes) -> bool:
+        """Write a small message without waiting when nothing is queued before it: the common case, and the
+        lock, the timeout's cancel scope and the drain of the full path cost more than the write itself (a
+        profile under 16 clients). Anything else (a writer waiting, bytes the child has not taken yet, a
+        message larger than a pipe's buffer) takes the full path, whose timeout catches a child that stopped
+        reading."""
+        if len(data) > _WRITE_AT_ONCE_BYTES or self._write_lock.locked():
+            return False
+        # anyio's process stream wraps an asyncio StreamWriter; its transport says whether bytes are queued.
+        writer = getattr(self.process.stdin, "_stream", None) if self.process is not None else None
+        transport = getattr(writer, "transport", None)
+        if transport is None or transport.is_closing() or transport.get_write_buffer_size():
+            return False
+        try:
+            writer.write(data)  # type: ignore[union-attr]
+        except (RuntimeError, OSError):
+            return False  # uvloop raises once the pipe is gone: the full path says so in anyio's terms
+        return True
 
     async def request(
         self,
