@@ -196,7 +196,7 @@ class Bridge:
             return
         info["era"] = "legacy"
         if scope["method"] == "POST" and isinstance(decoded, dict) and decoded.get("method") == "initialize":
-            await self._open_session(scope, replay, send, user, info)
+            await self._open_session(scope, replay, send, user, info, decoded)
             return
         if scope["method"] not in ("POST", "GET", "DELETE"):
             await respond_rpc(send, 405, rpc_error(None, INVALID_REQUEST, "Method not allowed"))
@@ -208,7 +208,9 @@ class Bridge:
             return
         await respond_rpc(send, 400, rpc_error(None, INVALID_REQUEST, "Bad Request: Missing Mcp-Session-Id header"))
 
-    async def _open_session(self, scope: Scope, receive: Receive, send: Send, user: str, info: dict[str, Any]) -> None:
+    async def _open_session(
+        self, scope: Scope, receive: Receive, send: Send, user: str, info: dict[str, Any], decoded: Any
+    ) -> None:
         assert self._tg is not None
         try:
             session = await self.sessions.open(user, self._tg)
@@ -234,7 +236,7 @@ class Bridge:
             await respond_rpc(send, 503, rpc_error(None, CHILD_EXITED, message), retry_after=5)
             return
         info["session"] = session.session_id
-        await session.handle(scope, receive, send, None)  # initialize: the transport sets the session up
+        await session.handle(scope, receive, send, decoded)
         if not session.initialized_ok or (info["status"] or 500) >= 400:
             await self.sessions.discard(session)
 
