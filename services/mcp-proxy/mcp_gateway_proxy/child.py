@@ -40,6 +40,18 @@ _LOG_LINE_MAX = 4000
 _WRITE_AT_ONCE_BYTES = 16 * 1024
 
 
+def _schedule_as_batch(pid: int) -> None:
+    """Run the child under SCHED_BATCH (same priority, no wake-up preemption): each request the bridge
+    writes wakes a child, and under the default policy the woken child took the bridge's core at once,
+    stalling the bridge's one thread for a child's turn at every relayed request (a third of the bridge's
+    profile under 16 clients sat inside those writes). Measured: +20 % calls/s with 16 clients in both eras
+    and less CPU per call in bridge and children (BENCHMARKS.md). Processes the child starts inherit it."""
+    try:
+        os.sched_setscheduler(pid, os.SCHED_BATCH, os.sched_param(0))
+    except (AttributeError, OSError) as exc:  # not Linux, or a sandbox that forbids it: only slower
+        log.debug(json.dumps({"event": "child_sched_batch_failed", "pid": pid, "error": str(exc)}))
+
+
 class ChildGone(Exception):
     """The child exited (or was killed) before answering."""
 
@@ -153,6 +165,7 @@ class Child:
             self._fail_all(f"MCP server could not be started: {exc}")
             task_status.started()
             return
+        _schedule_as_batch(self.process.pid)
         log.info(json.dumps({"event": "child_started", "child": self.label, "pid": self.process.pid}))
         task_status.started()
         try:
