@@ -653,7 +653,12 @@ if __name__ == "__main__":
         help="arms left out of the session-open bursts (the original bridge times out all 16 opens and then "
         "fails later sessions too)",
     )
-    parser.add_argument("--profile", default="", help="instead: profile this arm's bridge under load (py-spy)")
+    parser.add_argument(
+        "--profile",
+        default="",
+        choices=["", "ours_sessions", "ours_2026", "original", "mcp_proxy", "supergateway"],
+        help="instead: profile this arm's bridge under load (py-spy)",
+    )
     options = parser.parse_args()
     figures = asyncio.run(main(options))
     if options.profile:

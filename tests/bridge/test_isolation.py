@@ -1,5 +1,5 @@
-"""What the child never gets (the gateway's token, the request's headers, the bridge's settings), and
-that no child outlives the bridge, even when the bridge is killed outright."""
+"""What the child never gets (the gateway's token, the request's headers, the bridge's settings), that no
+child outlives the bridge, even when the bridge is killed outright, and how children are scheduled."""
 
 from __future__ import annotations
 
@@ -59,6 +59,16 @@ def _alive(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_children_run_under_batch_scheduling_so_a_woken_child_does_not_preempt_the_bridge(
+    start_bridge: Callable[..., Bridge], misbehaving_argv: list[str]
+) -> None:
+    bridge = start_bridge(misbehaving_argv, pool_size=1)
+    with httpx.Client(timeout=20) as http:
+        pids = [_pid_of(http, bridge, modern=True), _pid_of(http, bridge, modern=False)]
+    assert [os.sched_getscheduler(pid) for pid in pids] == [os.SCHED_BATCH, os.SCHED_BATCH]
+    assert os.sched_getscheduler(bridge.process.pid) == os.SCHED_OTHER  # the bridge itself keeps the default
 
 
 def test_children_die_with_a_killed_bridge(start_bridge: Callable[..., Bridge], misbehaving_argv: list[str]) -> None:

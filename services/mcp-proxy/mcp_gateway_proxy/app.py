@@ -196,7 +196,7 @@ class Bridge:
             return
         info["era"] = "legacy"
         if scope["method"] == "POST" and isinstance(decoded, dict) and decoded.get("method") == "initialize":
-            await self._open_session(scope, replay, send, user, info)
+            await self._open_session(scope, replay, send, user, info, decoded)
             return
         if scope["method"] not in ("POST", "GET", "DELETE"):
             await respond_rpc(send, 405, rpc_error(None, INVALID_REQUEST, "Method not allowed"))
@@ -208,7 +208,9 @@ class Bridge:
             return
         await respond_rpc(send, 400, rpc_error(None, INVALID_REQUEST, "Bad Request: Missing Mcp-Session-Id header"))
 
-    async def _open_session(self, scope: Scope, receive: Receive, send: Send, user: str, info: dict[str, Any]) -> None:
+    async def _open_session(
+        self, scope: Scope, receive: Receive, send: Send, user: str, info: dict[str, Any], decoded: Any
+    ) -> None:
         assert self._tg is not None
         try:
             session = await self.sessions.open(user, self._tg)
@@ -234,7 +236,7 @@ class Bridge:
             await respond_rpc(send, 503, rpc_error(None, CHILD_EXITED, message), retry_after=5)
             return
         info["session"] = session.session_id
-        await session.handle(scope, receive, send, None)  # initialize: the transport sets the session up
+        await session.handle(scope, receive, send, decoded)
         if not session.initialized_ok or (info["status"] or 500) >= 400:
             await self.sessions.discard(session)
 
@@ -367,21 +369,37 @@ class _Endpoint:
         await self.bridge.mcp(scope, receive, send)
 
 
-def create_app(settings: Settings) -> Starlette:
+class BridgeApp:
+    """The ASGI application: ``/mcp`` goes straight to the bridge; everything else (``/health``, ``/metrics``,
+    lifespan, other paths) to Starlette. Starlette's router and its two middlewares each wrapped ``send`` and
+    matched routes on every MCP call (a profile under 16 clients); the bridge answers every ``/mcp`` request
+    itself, and an exception there still gets uvicorn's 500."""
+
+    def __init__(self, bridge: Bridge, starlette: Starlette) -> None:
+        self.bridge = bridge
+        self.starlette = starlette
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/mcp":
+            await self.bridge.mcp(scope, receive, send)
+            return
+        await self.starlette(scope, receive, send)
+
+
+def create_app(settings: Settings) -> BridgeApp:
     bridge = Bridge(settings)
     app = Starlette(
         routes=[
-            Route("/mcp", _Endpoint(bridge), methods=None),
+            Route("/mcp", _Endpoint(bridge), methods=None),  # other spellings (``/mcp/`` redirects here)
             Route("/health", bridge.health, methods=["GET", "HEAD"]),
             Route("/metrics", bridge.metrics_endpoint, methods=["GET"]),
         ],
         lifespan=bridge.lifespan,
     )
-    app.state.bridge = bridge
-    return app
+    return BridgeApp(bridge, app)
 
 
-def from_environment() -> Starlette:
+def from_environment() -> BridgeApp:
     """App factory for an ASGI server configured only by ``MCP_PROXY_*`` variables (e.g. Gunicorn's uvicorn
     worker: ``gunicorn -k uvicorn.workers.UvicornWorker -w 1 'mcp_gateway_proxy.app:from_environment()'``)."""
     settings = parse_settings([])

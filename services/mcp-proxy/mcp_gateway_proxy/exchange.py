@@ -58,7 +58,9 @@ class Exchange:
         self.method = method
         self.user = user
         self.client_capabilities = client_capabilities
-        self.token = secrets.token_urlsafe(24)
+        # The requestState handed to the client: made at the first input request (most requests never ask,
+        # and 24 random bytes per request showed in a profile); until then nothing is parked under it.
+        self.token = ""
         # Unbounded as a stream; _event and _server_request bound it (the outcome itself is never dropped).
         self.events_in, self.events_out = anyio.create_memory_object_stream[JSON](math.inf)
         self.dropped = 0
@@ -118,6 +120,8 @@ class Exchange:
 
     def input_required(self, request_id: Any, message: JSON) -> JSON:
         key = f"input-{next(self._keys)}"
+        if not self.token:
+            self.token = secrets.token_urlsafe(24)
         self.awaiting[key] = message["id"]
         self.parked[self.token] = self
         request: JSON = {"method": message["method"]}

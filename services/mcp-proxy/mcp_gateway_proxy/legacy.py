@@ -153,6 +153,7 @@ class LegacySession:
         self.closing = False
         self.init_params: JSON | None = None
         self.initialized_ok = False
+        self.initialize_seen = False  # the first initialize is answered by the session itself
         self.initialized_params: JSON | None = None
         self.in_flight: dict[Any, tuple[Child, int | None]] = {}
         self._write: Any = None
@@ -206,7 +207,11 @@ class LegacySession:
         try:
             kind = self._direct_kind(scope, decoded)
             if kind == "request":
-                version = Headers(scope=scope).get("mcp-protocol-version", DEFAULT_NEGOTIATED_VERSION)
+                if decoded["method"] == "initialize":
+                    # The transport's rule: an initialize's own protocolVersion decides the priming event.
+                    version = str((decoded.get("params") or {}).get("protocolVersion", DEFAULT_NEGOTIATED_VERSION))
+                else:
+                    version = Headers(scope=scope).get("mcp-protocol-version", DEFAULT_NEGOTIATED_VERSION)
                 await self.answer_directly(decoded["id"], decoded, version, receive, send)
             elif kind == "other":
                 # A notification or an answer to the child: written before the 202 goes out, so a request the
@@ -231,9 +236,14 @@ class LegacySession:
             isinstance(decoded, dict)
             and decoded.get("jsonrpc") == "2.0"
             and isinstance(decoded.get("params", {}), dict)
-            and decoded.get("method") != "initialize"
+            and (decoded.get("method") != "initialize" or not self.initialize_seen)
         ):
             return None
+        if decoded.get("method") == "initialize":
+            # The session's own initialize (the registry opened the session for it) is relayed like any
+            # request: the transport's SSE round trip cost a burst of 16 opens most of its time. A second
+            # initialize is the transport's to judge.
+            self.initialize_seen = True
         request_id = decoded.get("id")
         if isinstance(decoded.get("method"), str):
             if "id" not in decoded:
@@ -413,15 +423,17 @@ class LegacySession:
             log.debug("dropped a client message: the child is gone")
 
     async def _ready_child(self) -> Child | None:
-        if self.child is not None and self.child.spawn_failed:
-            return None  # answer at once: waiting will not make a missing command appear
         with anyio.move_on_after(self.settings.request_timeout):
             while True:
-                await self.child_ready.wait()
-                if self.child is not None and self.child.alive:
+                if self.child is not None and self.child.spawn_failed:
+                    return None  # answer at once: waiting will not make a missing command appear
+                if self.child_ready.is_set() and self.child is not None and self.child.alive:
                     return self.child
-                # The child just went and the supervisor has not noticed yet: wait for its replacement.
-                await anyio.sleep(0.05)
+                # No child yet (the session's first request can come before its supervisor has one), or it
+                # just went and the supervisor has not noticed yet: look again shortly, so that a command
+                # that cannot start is reported as soon as the supervisor has tried it.
+                with anyio.move_on_after(0.05):
+                    await self.child_ready.wait()
         return None
 
     async def _relay_request(self, raw: JSON) -> None:
