@@ -205,3 +205,48 @@ def test_domain_and_group_rules_need_an_openid_connect_provider(good_env, entry)
     """GitHub has no verified domain or group claim to match them against."""
     with pytest.raises(ConfigError, match=r"AUTH_ALLOWED_GITHUB_USERS: .* needs AUTH_IDP=oidc"):
         create_app({**good_env, "AUTH_ALLOWED_GITHUB_USERS": f"octocat,{entry}"})
+
+
+SENTINEL_ENV = {
+    "AUTH_REDIS_URL": "",
+    "AUTH_REDIS_SENTINELS": "10.0.2.103:26379, 10.0.2.104:26379,10.0.2.105:26379",
+    "AUTH_REDIS_SENTINEL_MASTER": "mcp-gateway",
+    "AUTH_REDIS_PASSWORD": "redis-pw",
+    "AUTH_REDIS_SENTINEL_PASSWORD": "sentinel-pw",
+    "AUTH_REDIS_DURABLE_REPLICAS": "1",
+}
+
+
+def test_with_sentinels_no_redis_url_is_needed(good_env):
+    settings = create_app(dict(good_env, **SENTINEL_ENV)).config["SETTINGS"]
+    assert settings.redis_sentinels == (("10.0.2.103", 26379), ("10.0.2.104", 26379), ("10.0.2.105", 26379))
+    assert settings.redis_durable_replicas == 1
+    # Rate limits go to the same primary, with the Sentinels' own password.
+    assert settings.limits_storage_uri.startswith("redis+sentinel://:redis-pw@10.0.2.103:26379,")
+    assert settings.limits_storage_options["sentinel_kwargs"]["password"] == "sentinel-pw"
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"AUTH_REDIS_URL": "redis://:pw@127.0.0.1:1/0"}, "give one"),
+        ({"AUTH_REDIS_SENTINELS": "", "AUTH_REDIS_URL": ""}, r"AUTH_REDIS_URL \(or AUTH_REDIS_SENTINELS\)"),
+        ({"AUTH_REDIS_SENTINELS": "10.0.2.103"}, "not host:port"),
+        ({"AUTH_REDIS_SENTINELS": "10.0.2.103:0"}, "not host:port"),
+        ({"AUTH_REDIS_SENTINELS": "10.0.2.103:26379,10.0.2.103:26379"}, "twice"),
+        ({"AUTH_REDIS_SENTINEL_MASTER": "my master"}, "AUTH_REDIS_SENTINEL_MASTER"),
+        ({"AUTH_REDIS_PASSWORD": ""}, "AUTH_REDIS_PASSWORD: required"),
+        ({"AUTH_REDIS_SENTINEL_PASSWORD": ""}, "AUTH_REDIS_SENTINEL_PASSWORD: required"),
+        ({"AUTH_REDIS_DURABLE_REPLICAS": "-1"}, "AUTH_REDIS_DURABLE_REPLICAS"),
+        ({"AUTH_REDIS_DURABLE_TIMEOUT_MS": "60000"}, "AUTH_REDIS_DURABLE_TIMEOUT_MS"),
+    ],
+)
+def test_a_bad_sentinel_setting_is_named_in_the_error(good_env, changes, message):
+    with pytest.raises(ConfigError, match=message):
+        create_app({**good_env, **SENTINEL_ENV, **changes})
+
+
+def test_sentinel_settings_without_sentinels_are_refused(good_env):
+    """A password meant for Sentinel mode, given to a service that reads AUTH_REDIS_URL, is a mistake."""
+    with pytest.raises(ConfigError, match="AUTH_REDIS_PASSWORD: only read with AUTH_REDIS_SENTINELS"):
+        create_app(dict(good_env, AUTH_REDIS_PASSWORD="pw"))

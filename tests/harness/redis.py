@@ -25,8 +25,17 @@ class RedisServer:
 
     DATABASES = 16  # Redis's default number of logical databases; 0 is the one `url` names
 
-    def __init__(self, workdir: Path, *, password: str | None = None, port: int | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        password: str | None = None,
+        port: int | None = None,
+        replica_of: tuple[str, int] | None = None,
+    ) -> None:
+        """`replica_of`: start as a replica of that server (same password, as on the state hosts)."""
         self.workdir = Path(workdir)
+        self.replica_of = replica_of
         self.data_dir = self.workdir / "redis-data"
         self.password = password or secrets.token_urlsafe(24)
         self.port = port or free_port()
@@ -72,6 +81,10 @@ class RedisServer:
                     'save ""',
                     "daemonize no",
                     "loglevel notice",
+                    # Replicas authenticate to the primary with the shared password; every server has
+                    # it, since Sentinel may make any of them the primary.
+                    f"masterauth {self.password}",
+                    *([f"replicaof {self.replica_of[0]} {self.replica_of[1]}"] if self.replica_of else []),
                     "",
                 ]
             )

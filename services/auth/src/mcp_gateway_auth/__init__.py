@@ -76,7 +76,9 @@ def _cimd_rate_limit(app: Flask, settings: Settings) -> None:
     from limits.strategies import FixedWindowRateLimiter
 
     limit = parse(settings.ratelimit_cimd)
-    limiter = FixedWindowRateLimiter(storage_from_string(settings.limits_storage_uri))
+    limiter = FixedWindowRateLimiter(
+        storage_from_string(settings.limits_storage_uri, **settings.limits_storage_options)
+    )
 
     def allow() -> bool:
         from .web import client_address_key

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from .allowlist import Identity, admits, is_rule, normalize
 
@@ -80,6 +80,14 @@ class Settings:
     ratelimit_authorize: str = "60/minute"
     ratelimit_cimd: str = "30/minute"
     backup_age_recipients: tuple[str, ...] = ()  # age public keys `mcp-gateway backup` encrypts to
+    # Redis through Sentinel (several state hosts): the Sentinels' addresses and the monitored master's
+    # name; with these set, redis_url is empty and the primary is whichever the Sentinels name.
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_sentinel_master: str = "mcp-gateway"
+    redis_password: str = ""
+    redis_sentinel_password: str = ""
+    redis_durable_replicas: int = 0  # replicas a durable write waits for (WAIT); 0 = do not wait
+    redis_durable_timeout_ms: int = 1000
     test_settings: tuple[str, ...] = ()  # the AUTH_TEST_* settings in force; only ever set in test mode
 
     @property
@@ -89,9 +97,27 @@ class Settings:
     @property
     def limits_storage_uri(self) -> str:
         """The Redis URL in the form the `limits` library spells it."""
+        if self.redis_sentinels:
+            hosts = ",".join(f"{_url_host(host)}:{port}" for host, port in self.redis_sentinels)
+            auth = f":{quote(self.redis_password, safe='')}@" if self.redis_password else ""
+            return f"redis+sentinel://{auth}{hosts}/{self.redis_sentinel_master}"
         if self.redis_url.startswith("unix://"):
             return "redis+unix://" + self.redis_url[len("unix://") :]
         return self.redis_url
+
+    @property
+    def limits_storage_options(self) -> dict[str, object]:
+        """The `limits` storage's options: with Sentinel, the Sentinels' own password (the URL's is
+        Redis's) and every count on the primary, so all gateway hosts share one budget."""
+        options: dict[str, object] = {"socket_timeout": 5}
+        if self.redis_sentinels:
+            options["use_replicas"] = False
+            options["sentinel_kwargs"] = {
+                "password": self.redis_sentinel_password,
+                "socket_timeout": 1,
+                "socket_connect_timeout": 1,
+            }
+        return options
 
     def resource_by_url(self, url: str) -> Resource | None:
         for item in self.resources:
@@ -258,6 +284,70 @@ def _rate(env: Mapping[str, str], name: str, default: str) -> str:
     return value
 
 
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _sentinels(raw: str) -> tuple[tuple[str, int], ...]:
+    result: list[tuple[str, int]] = []
+    for item in (i.strip() for i in raw.split(",")):
+        if not item:
+            continue
+        host, sep, port = item.rpartition(":")
+        host = host.strip("[]")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536 or any(c.isspace() for c in host):
+            raise ConfigError(f"AUTH_REDIS_SENTINELS: {item!r} is not host:port (e.g. 10.0.2.103:26379)")
+        result.append((host, int(port)))
+    if len(set(result)) != len(result):
+        raise ConfigError("AUTH_REDIS_SENTINELS: the same Sentinel appears twice")
+    return tuple(result)
+
+
+# A Sentinel master name: what `sentinel monitor` takes (no spaces; kept to a safe alphabet).
+_MASTER_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def _redis_settings(env: Mapping[str, str]) -> dict[str, object]:
+    """Where the state is: one Redis by URL, or the primary the Sentinels name (never both, so that
+    no host quietly writes to a server the others do not read)."""
+    url = str(env.get("AUTH_REDIS_URL") or "").strip()
+    sentinels = _sentinels(str(env.get("AUTH_REDIS_SENTINELS") or ""))
+    durable = {
+        "redis_durable_replicas": _int(env, "AUTH_REDIS_DURABLE_REPLICAS", 0, minimum=0, maximum=16),
+        "redis_durable_timeout_ms": _int(env, "AUTH_REDIS_DURABLE_TIMEOUT_MS", 1000, minimum=10, maximum=10000),
+    }
+    if url and sentinels:
+        raise ConfigError("AUTH_REDIS_URL and AUTH_REDIS_SENTINELS: give one (the Sentinels name the primary)")
+    if not sentinels:
+        for name in ("AUTH_REDIS_SENTINEL_MASTER", "AUTH_REDIS_PASSWORD", "AUTH_REDIS_SENTINEL_PASSWORD"):
+            if str(env.get(name) or "").strip():
+                raise ConfigError(f"{name}: only read with AUTH_REDIS_SENTINELS; AUTH_REDIS_URL carries its password")
+        if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+            raise ConfigError("AUTH_REDIS_URL: expected redis://, rediss:// or unix:// URL")
+        return {"redis_url": url, **durable}
+    master = str(env.get("AUTH_REDIS_SENTINEL_MASTER") or "mcp-gateway").strip()
+    if not _MASTER_NAME.fullmatch(master):
+        raise ConfigError(f"AUTH_REDIS_SENTINEL_MASTER: {master!r} is not a master name such as mcp-gateway")
+    password = str(env.get("AUTH_REDIS_PASSWORD") or "")
+    if not password.strip():
+        # The state hosts listen on a network: a Redis without a password there is open to every host on it.
+        raise ConfigError("AUTH_REDIS_PASSWORD: required with AUTH_REDIS_SENTINELS (Redis listens on the network)")
+    sentinel_password = str(env.get("AUTH_REDIS_SENTINEL_PASSWORD") or "")
+    if not sentinel_password.strip():
+        # An open Sentinel takes SENTINEL FAILOVER, RESET or REMOVE from anyone who reaches it.
+        raise ConfigError(
+            "AUTH_REDIS_SENTINEL_PASSWORD: required with AUTH_REDIS_SENTINELS (Sentinel listens on the network)"
+        )
+    return {
+        "redis_url": "",
+        "redis_sentinels": sentinels,
+        "redis_sentinel_master": master,
+        "redis_password": password,
+        "redis_sentinel_password": sentinel_password,
+        **durable,
+    }
+
+
 TEST_MODE = "AUTH_TEST_MODE"
 TEST_PREFIX = "AUTH_TEST_"
 # What test mode may change; each one weakens the service, so none is read outside test mode.
@@ -286,7 +376,6 @@ def _test_settings(env: Mapping[str, str]) -> tuple[str, ...]:
 
 REQUIRED = (
     "AUTH_ISSUER",
-    "AUTH_REDIS_URL",
     "AUTH_GITHUB_CLIENT_ID",
     "AUTH_GITHUB_CLIENT_SECRET",
     "AUTH_ALLOWED_GITHUB_USERS",
@@ -297,7 +386,6 @@ REQUIRED = (
 # With AUTH_IDP=oidc, the provider's settings and the provider-neutral allowlist replace GitHub's.
 REQUIRED_OIDC = (
     "AUTH_ISSUER",
-    "AUTH_REDIS_URL",
     "AUTH_OIDC_ISSUER",
     "AUTH_OIDC_CLIENT_ID",
     "AUTH_OIDC_CLIENT_SECRET",
@@ -356,6 +444,8 @@ def load_settings(overrides: Mapping[str, object] | None = None, environ: Mappin
     idp = _idp(env)
     required = REQUIRED_OIDC if idp == "oidc" else REQUIRED
     missing = [name for name in required if not str(env.get(name, "")).strip()]
+    if not str(env.get("AUTH_REDIS_URL") or "").strip() and not str(env.get("AUTH_REDIS_SENTINELS") or "").strip():
+        missing.insert(1, "AUTH_REDIS_URL (or AUTH_REDIS_SENTINELS)")
     if missing:
         raise ConfigError("missing required setting(s): " + ", ".join(missing))
 
@@ -365,9 +455,7 @@ def load_settings(overrides: Mapping[str, object] | None = None, environ: Mappin
             f"AUTH_ISSUER: {env['AUTH_ISSUER']!r} must be written canonically, e.g. https://auth.example.com "
             "(lower-case host, no default port, no path, no trailing slash)"
         )
-    redis_url = env["AUTH_REDIS_URL"].strip()
-    if urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError("AUTH_REDIS_URL: expected redis://, rediss:// or unix:// URL")
+    redis = _redis_settings(env)
     secret_key = env["AUTH_SECRET_KEY"]
     if len(secret_key) < 32:
         raise ConfigError("AUTH_SECRET_KEY: must be at least 32 characters of random data")
@@ -397,7 +485,7 @@ def load_settings(overrides: Mapping[str, object] | None = None, environ: Mappin
 
     return Settings(
         issuer=issuer,
-        redis_url=redis_url,
+        **redis,
         idp=idp,
         **oidc,
         github_client_id=str(env.get("AUTH_GITHUB_CLIENT_ID") or "").strip(),

@@ -6,6 +6,13 @@ hash is enough and a dump of Redis yields nothing usable. Codes and refresh toke
 by one Lua script, so two racing requests cannot both win; the script leaves a "used" marker
 naming the grant, which turns a replay into the revocation of that grant.
 
+With several state hosts the service finds the primary through Redis Sentinel, and the writes a client
+must not lose in a failover (registrations, grants and their codes, consents, refresh rotations,
+revocations, bans) are not acknowledged before AUTH_REDIS_DURABLE_REPLICAS replicas have them: each such
+method ends with `_replicated()`, a WAIT. WAIT rather than the primary's `min-replicas-to-write`, which
+only counts replicas that are connected and recently heard from: a write it admits may still be lost
+with the primary, where WAIT answers after the replicas have acknowledged it.
+
 A refresh rotation is one Lua script too: spending the old refresh token, storing its successor
 and sliding the grant happen together or not at all, so a crash of the service (or a failure of
 Redis) at any moment leaves the client either its old token or the new one, never neither.
@@ -24,6 +31,9 @@ from typing import Any
 
 import redis
 from flask import Flask, current_app
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+from redis.sentinel import Sentinel
 
 from .config import Settings
 
@@ -145,15 +155,58 @@ def new_secret(nbytes: int = 32) -> str:
     return secrets.token_urlsafe(nbytes)
 
 
+class NotReplicated(redis.exceptions.ConnectionError):
+    """Fewer replicas than required acknowledged a write within the durable timeout (a failover in
+    progress, replicas down). The write is on the primary but was not confirmed to the client: a
+    ConnectionError, so every caller treats it as storage unavailable (503 with Retry-After)."""
+
+
+def sentinel_client(settings: Settings, socket_timeout: float) -> redis.Redis:
+    """A client of the primary the Sentinels name; redis-py asks them again after a connection error
+    (and turns a READONLY answer, a demoted primary's, into one), so a failover is seen by the next
+    command. Two quick retries ride out a pooled connection to the old primary without a 503."""
+    sentinel = Sentinel(
+        list(settings.redis_sentinels),
+        sentinel_kwargs={
+            "password": settings.redis_sentinel_password,
+            "socket_timeout": 1,
+            "socket_connect_timeout": 1,
+        },
+        password=settings.redis_password,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=2,
+    )
+    return sentinel.master_for(
+        settings.redis_sentinel_master,
+        decode_responses=True,
+        health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.1), 2),
+    )
+
+
 class Store:
-    def __init__(self, url: str, index_ttl: int = 2592000) -> None:
+    def __init__(
+        self,
+        url: str = "",
+        index_ttl: int = 2592000,
+        *,
+        client: redis.Redis | None = None,
+        durable_replicas: int = 0,
+        durable_timeout_ms: int = 1000,
+    ) -> None:
         # The per-client and per-user indexes of grant ids are sorted sets scored by each grant's
         # expiry: every write drops the members that have expired, so an index holds live grants
         # only, however long a client (one metadata-document client serves every user) or a person
         # keeps authorizing. The key itself lives as long as its longest-lived grant can.
         self.index_ttl = index_ttl
-        self.redis = redis.Redis.from_url(
-            url, decode_responses=True, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30
+        self.durable_replicas = durable_replicas
+        self.durable_timeout_ms = durable_timeout_ms
+        self.redis = client or redis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=_socket_timeout(durable_timeout_ms),
+            socket_connect_timeout=5,
+            health_check_interval=30,
         )
         self._consume = self.redis.register_script(_CONSUME)
         self._rotate = self.redis.register_script(_ROTATE)
@@ -162,7 +215,33 @@ class Store:
     def for_settings(cls, settings: Settings) -> Store:
         """The store of a service with these settings (the service and the admin command alike)."""
         index_ttl = max(settings.refresh_token_ttl, settings.access_token_ttl, settings.code_ttl)
-        return cls(settings.redis_url, index_ttl)
+        timeout_ms = settings.redis_durable_timeout_ms
+        client = sentinel_client(settings, _socket_timeout(timeout_ms)) if settings.redis_sentinels else None
+        return cls(
+            settings.redis_url,
+            index_ttl,
+            client=client,
+            durable_replicas=settings.redis_durable_replicas,
+            durable_timeout_ms=timeout_ms,
+        )
+
+    def _replicated(self) -> None:
+        """Return once `durable_replicas` replicas have every write made so far, or raise NotReplicated.
+
+        WAIT counts the replicas that acknowledged its own connection's last write, and the write being
+        made durable may have gone through another pooled connection: so the barrier writes a key first
+        on the connection that waits. Replication is one ordered stream, so a replica that has the
+        barrier has everything written before it, from any connection."""
+        if not self.durable_replicas:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(PREFIX + "durable-barrier", int(time.time()), ex=60)
+        pipe.wait(self.durable_replicas, self.durable_timeout_ms)
+        _, acknowledged = pipe.execute()
+        if int(acknowledged) < self.durable_replicas:
+            raise NotReplicated(
+                f"{acknowledged} of {self.durable_replicas} replica(s) acknowledged within {self.durable_timeout_ms} ms"
+            )
 
     # -- helpers ---------------------------------------------------------------------------------
     def _set_json(self, key: str, value: dict, ttl: int | None) -> None:
@@ -182,10 +261,12 @@ class Store:
     # -- clients ---------------------------------------------------------------------------------
     def save_client(self, record: dict, ttl: int) -> None:
         self._set_json(f"client:{record['client_id']}", record, ttl or None)
+        self._replicated()
 
     def update_client(self, record: dict) -> None:
         key = PREFIX + f"client:{record['client_id']}"
         self.redis.set(key, json.dumps(record), keepttl=True)
+        self._replicated()
 
     def keep_client(self, client_id: str) -> None:
         """A registration in use lives its full life (until `expires_at`, 0 = for ever)."""
@@ -205,13 +286,14 @@ class Store:
 
     def delete_client(self, client_id: str) -> int:
         """Delete a registration and revoke every grant issued to it; the number of grants revoked."""
-        revoked = sum(self.revoke_grant(gid) for gid in self._indexed_grants("client", client_id))
+        revoked = sum(self._revoke_grant(gid) for gid in self._indexed_grants("client", client_id))
         self.redis.delete(
             PREFIX + f"client:{client_id}",
             PREFIX + f"client-used:{client_id}",
             _index_key("client", client_id),
             _legacy_index_key("client", client_id),
         )
+        self._replicated()
         return revoked
 
     def list_clients(self, batch: int = 500) -> Iterator[dict]:
@@ -359,7 +441,12 @@ class Store:
 
     def revoke_grant(self, gid: str) -> bool:
         """End a grant and so every code, access token and refresh token issued from it; whether
-        it was still live."""
+        it was still live. Durable: a revocation lost in a failover would bring the tokens back."""
+        revoked = self._revoke_grant(gid)
+        self._replicated()
+        return revoked
+
+    def _revoke_grant(self, gid: str) -> bool:
         grant = self.get_grant(gid)
         pipe = self.redis.pipeline()
         pipe.delete(PREFIX + f"grant:{gid}")
@@ -380,11 +467,15 @@ class Store:
 
     def revoke_user(self, user: str) -> int:
         """Revoke every grant of a GitHub login (lower case); the number of grants revoked."""
-        return sum(self.revoke_grant(gid) for gid in self._indexed_grants("user", user))
+        revoked = sum(self._revoke_grant(gid) for gid in self._indexed_grants("user", user))
+        self._replicated()
+        return revoked
 
     # -- codes and refresh tokens ------------------------------------------------------------------
     def save_code(self, code: str, data: dict, ttl: int) -> None:
+        """Durable, and with it the grant created just before (one WAIT covers both)."""
         self._set_json(f"code:{digest(code)}", data, ttl)
+        self._replicated()
 
     def consume_code(self, code: str, ttl: int) -> tuple[str, Any]:
         """('ok', data) once; ('replayed', grant_id) afterwards; ('unknown', None) otherwise."""
@@ -396,6 +487,7 @@ class Store:
         pipe.set(PREFIX + f"refresh:{digest(token)}", json.dumps(data), ex=ttl)
         self._slide_grant(pipe, data["grant_id"], data["client_id"], data["user"], grant_ttl)
         pipe.execute()
+        self._replicated()
 
     def keep_grant(self, gid: str, client_id: str, user: str, ttl: int) -> None:
         """The grant (and its place in the indexes) lives `ttl` seconds from now.
@@ -407,6 +499,7 @@ class Store:
         pipe = self.redis.pipeline(transaction=True)
         self._slide_grant(pipe, gid, client_id, user, ttl)
         pipe.execute()
+        self._replicated()
 
     def _slide_grant(self, pipe: redis.client.Pipeline, gid: str, client_id: str, user: str, ttl: int) -> None:
         pipe.expire(PREFIX + f"grant:{gid}", ttl)
@@ -497,7 +590,10 @@ class Store:
                 state.marker or "",
             ],
         )
-        return {1: "ok", 0: "revoked"}.get(int(result), "conflict")
+        outcome = {1: "ok", 0: "revoked"}.get(int(result), "conflict")
+        if outcome == "ok":
+            self._replicated()
+        return outcome
 
     def _consume_once(self, key: str, used_key: str, ttl: int) -> tuple[str, Any]:
         result = self._consume(keys=[PREFIX + key, PREFIX + used_key], args=[max(int(ttl), 1)])
@@ -511,6 +607,7 @@ class Store:
     def revoke_jti(self, jti: str, ttl: int) -> None:
         if ttl > 0:
             self.redis.set(PREFIX + f"revoked-jti:{jti}", "1", ex=ttl)
+            self._replicated()
 
     def token_state(self, gid: str, jti: str, user: str) -> tuple[dict | None, bool, bool]:
         """(grant or None, jti revoked?, user banned?) in one MGET."""
@@ -524,10 +621,12 @@ class Store:
         """Ban a GitHub login (lower case) and revoke its grants: (newly banned?, grants revoked).
         The ban is written first, so a grant created while this runs is refused at /verify anyway."""
         created = bool(self.redis.set(_ban_key(user), json.dumps(record), nx=True))
-        return created, self.revoke_user(user)
+        return created, self.revoke_user(user)  # revoke_user waits for the replicas, the ban included
 
     def unban(self, user: str) -> bool:
-        return bool(self.redis.delete(_ban_key(user)))
+        removed = bool(self.redis.delete(_ban_key(user)))
+        self._replicated()
+        return removed
 
     def is_banned(self, user: str) -> bool:
         return bool(self.redis.exists(_ban_key(user)))
@@ -630,6 +729,7 @@ class Store:
                 self._index(pipe, record.id, grant["client_id"], grant["user"], ttl)
             written += 1
         pipe.execute()
+        self._replicated()
         return written
 
     @staticmethod
@@ -670,6 +770,7 @@ class Store:
             "at": int(time.time()),
         }
         self._set_json(f"consent:{user}:{digest(client_id)}", record, ttl)
+        self._replicated()
 
     # -- client metadata document cache ------------------------------------------------------------
     def get_cimd(self, url: str) -> dict | None:
@@ -704,6 +805,11 @@ _RECORD_FIELDS: dict[str, tuple[str, ...]] = {
     "consent": ("client_id",),
     "ban": (),
 }
+
+
+def _socket_timeout(durable_timeout_ms: int) -> float:
+    """A reply may take the WAIT's whole timeout: the socket waits longer than that."""
+    return max(5.0, durable_timeout_ms / 1000 + 2)
 
 
 def _index_key(kind: str, name: str) -> str:

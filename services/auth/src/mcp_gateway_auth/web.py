@@ -9,6 +9,7 @@ from flask import Flask, Response, current_app, render_template, request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_limiter import Limiter
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError as RedisReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -107,7 +108,7 @@ def init_app(app: Flask) -> None:
     app.session_interface = CookieSessionInterface()
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["RATELIMIT_STORAGE_URI"] = settings.limits_storage_uri
-    app.config["RATELIMIT_STORAGE_OPTIONS"] = {"socket_timeout": 5}
+    app.config["RATELIMIT_STORAGE_OPTIONS"] = settings.limits_storage_options
     app.config["RATELIMIT_HEADERS_ENABLED"] = True
 
     # Flask runs after-request hooks in reverse order of registration: registered before the
@@ -166,8 +167,10 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(RedisConnectionError)
     @app.errorhandler(RedisTimeoutError)
+    @app.errorhandler(RedisReadOnlyError)
     def _storage_unavailable(exc: Exception):
-        # Redis down or restarting: nothing was changed, and the client may simply retry.
+        # Redis down or restarting, a failover under way (the old primary answering READONLY, the
+        # replicas not acknowledging a durable write): nothing was confirmed, and the client may retry.
         current_app.logger.error("storage unavailable on %s: %s", request.path, exc)
         retry = {"Retry-After": "5"}
         if _wants_html():
