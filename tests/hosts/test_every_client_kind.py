@@ -254,6 +254,11 @@ def test_mcp_remote_is_refused_on_a_server_its_user_may_not_use(target: Target, 
     assert not any(name.endswith("_tokens.json") for name in kept), kept
 
 
+def run_inspector(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """One run of the Inspector's CLI to its end, its output kept for the assertions."""
+    return subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+
+
 @pytest.fixture
 def python_sdk_token(target: Target) -> Iterator[str]:
     storage = MemoryStorage()
@@ -270,33 +275,17 @@ def test_inspector_cli_calls_a_tool_with_a_bearer_token(target: Target, python_s
     inspector += ["--protocol-era", "modern"]
     common = ["--format", "json", "--header", f"Authorization: Bearer {python_sdk_token}"]
     env = node_env(target, tmp_path)
-    listed = subprocess.run(
-        [*inspector, "--method", "tools/list", *common], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
-    )
+    listed = run_inspector([*inspector, "--method", "tools/list", *common], env)
     assert listed.returncode == 0, listed.stderr[-2000:]
     assert tool in [t["name"] for t in json.loads(listed.stdout)["result"]["tools"]]
     args = [f"--tool-arg={key}={value}" for key, value in arguments.items()]
-    called = subprocess.run(
-        [*inspector, "--method", "tools/call", "--tool-name", tool, *args, *common],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    called = run_inspector([*inspector, "--method", "tools/call", "--tool-name", tool, *args, *common], env)
     assert called.returncode == 0, called.stderr[-2000:]
     result = json.loads(called.stdout)["result"]
     assert result.get("isError") in (None, False), called.stdout
     assert result["structuredContent"]["timezone"] == "UTC", called.stdout
     # without the token the same command is refused: the header is what let it in
-    refused = subprocess.run(
-        [*inspector, "--method", "tools/list", "--format", "json", "--stored-auth-only"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    refused = run_inspector([*inspector, "--method", "tools/list", "--format", "json", "--stored-auth-only"], env)
     assert refused.returncode != 0
     assert json.loads(refused.stdout or refused.stderr)["error"]["code"] == "auth_required", refused
 
@@ -325,14 +314,8 @@ def test_inspector_cli_logs_in_itself_lists_tools_then_calls_one_with_the_stored
     assert len(robots) == 1 and any(url.startswith(target.github) for url in robots[0].history)
     # a second run uses what the first stored, and must not start a login
     args = [f"--tool-arg={key}={value}" for key, value in arguments.items()]
-    called = subprocess.run(
-        [*inspector, "--method", "tools/call", "--tool-name", tool, *args, "--stored-auth-only"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    stored_only = [*inspector, "--method", "tools/call", "--tool-name", tool, *args, "--stored-auth-only"]
+    called = run_inspector(stored_only, env)
     assert called.returncode == 0, called.stderr[-2000:]
     result = json.loads(called.stdout)["result"]
     assert result.get("isError") in (None, False) and result["structuredContent"]["timezone"] == "UTC", result
