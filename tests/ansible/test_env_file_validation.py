@@ -55,3 +55,35 @@ def test_an_openid_connect_inventory_writes_the_providers_settings_and_the_loade
     assert env["AUTH_OIDC_USER_CLAIM"] == "preferred_username"
     assert env["AUTH_ALLOWED_USERS"] == "group:00000000-0000-0000-0000-000000000001,@example.test"
     assert not {name for name in env if name.startswith(("AUTH_GITHUB_", "AUTH_ALLOWED_GITHUB"))}
+
+
+GOOGLE = {
+    "gateway_domain": "example.test",
+    "auth_idp": "oidc",
+    "auth_oidc_issuer": "https://accounts.google.com",
+    "auth_oidc_client_id": "mcp-gateway.apps.googleusercontent.com",
+    "auth_oidc_client_secret": "oidc-test-secret",
+    "auth_allowed_users": ["@example.test"],
+}
+
+
+def test_googles_offline_access_parameters_reach_the_env_file_and_a_protocol_parameter_is_refused(
+    tmp_path: Path,
+) -> None:
+    """inventory.example's Google settings: access_type=offline and prompt=consent go to the service as
+    JSON; an inventory that tries to set one of the protocol's own parameters (state) fails the task with
+    the loader's message, and the file in place stays."""
+    render(tmp_path, **GOOGLE, auth_oidc_authorization_params={"access_type": "offline", "prompt": "consent"})
+    env_file = tmp_path / "etc/mcp-gateway/auth.env"
+    env = read_env_file(env_file)
+    assert env["AUTH_OIDC_AUTHORIZATION_PARAMS"] == '{"access_type": "offline", "prompt": "consent"}'
+    before = env_file.read_bytes()
+
+    from tests.harness.playbook import RENDER_PLAYBOOK, render_overrides, run_playbook
+
+    overrides = render_overrides(tmp_path, **GOOGLE, auth_oidc_authorization_params={"state": "fixed"})
+    result = run_playbook(RENDER_PLAYBOOK, tmp_path / "ansible", overrides)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "AUTH_OIDC_AUTHORIZATION_PARAMS: 'state' is set by the service itself" in output
+    assert env_file.read_bytes() == before

@@ -57,9 +57,11 @@ def running_gateway(
     github: GitHubStub,
     ca: TestCA,
     env: Mapping[str, str] | None = None,
+    time_policy: Mapping[str, Any] | None = None,
 ) -> Iterator[Gateway]:
-    """Traefik + auth service (test settings, `env` on top) + MCP endpoint for `time.example.test`,
-    stopped on exit. The routing files are rendered once per run, for every worker."""
+    """Traefik + auth service (test settings, `env` on top) + MCP endpoint for `time.example.test`
+    (`time_policy` added to its resource entry, e.g. its own `allowed_users`), stopped on exit. The
+    routing files are rendered once per run, for every worker."""
     workdir = tmp_path_factory.mktemp("gateway")
     files = gateway_files(render_cache(tmp_path_factory.getbasetemp()))
     auth_port, echo_port = free_port(), free_port()
@@ -80,7 +82,7 @@ def running_gateway(
         workdir / "auth",
         issuer=proxy.url("auth"),
         redis_url=redis.url,
-        resources=[{"name": "time", "resource": proxy.url("time", "/mcp")}],
+        resources=[{"name": "time", "resource": proxy.url("time", "/mcp"), **(time_policy or {})}],
         github_url=github.url,
         github_api_url=github.api_url,
         github_client_id=github.client_id,

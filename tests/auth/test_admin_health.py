@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 
 from tests.auth.admin_command import as_json, run, write_env_file
-from tests.auth.gateway import DOMAIN
+from tests.auth.conftest import oidc_env
+from tests.auth.gateway import DOMAIN, running_gateway
 
 
 def test_health_lists_tools_through_traefik_reads_certificates_and_names_what_is_down(gateway, tmp_path):
@@ -50,3 +51,25 @@ def test_health_refuses_a_ca_file_it_cannot_use_with_a_message_not_a_traceback(g
     assert result.returncode == 1, result.stderr
     assert f"cannot trust the CA certificates in {not_pem}" in result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_with_only_rules_in_the_allowlists_health_speaks_for_itself_with_the_claims_they_ask_for(
+    tmp_path_factory, tmp_path, redis_server, github_stub, test_ca, oidc_provider
+):
+    """An OpenID Connect allowlist may name no user at all (an email domain, a group). The command must
+    not pass a rule off as a login (a token for the user "@example.org"), nor give up: it speaks as the
+    health client itself, carrying the claims the rules ask for, and only for its one minute."""
+    rules = oidc_env(oidc_provider, test_ca, AUTH_ALLOWED_USERS="@example.org, group:mcp-users")
+    with running_gateway(
+        tmp_path_factory, redis_server, github_stub, test_ca, env=rules, time_policy={"allowed_users": ["group:ops"]}
+    ) as gateway:
+        env = {k: v for k, v in gateway.auth.env.items() if k.startswith("AUTH_")}
+        env["SSL_CERT_FILE"] = str(gateway.ca_file)
+        env_file = write_env_file(tmp_path / "auth.env", env)
+        result = run(None, "health", "--json", env_file=env_file)
+        report = json.loads(result.stdout)
+        time_row = next(r for r in report["checks"] if (r["check"], r["name"]) == ("mcp", "time"))
+        assert time_row["ok"] is True, time_row
+        assert time_row["user"] == "mcp-gateway-health", time_row
+        # its grant was revoked once it was done
+        assert as_json(None, "grants", "list", "--client", "mcp-gateway-health", env_file=env_file) == []

@@ -185,6 +185,10 @@ def test_an_openid_connect_configuration_needs_no_github_settings(good_env):
         ({"AUTH_ALLOWED_USERS": "@"}, "names no domain or group"),
         ({"AUTH_ALLOWED_USERS": "group:"}, "names no domain or group"),
         ({"AUTH_ALLOWED_GITHUB_USERS": "octocat"}, "AUTH_ALLOWED_GITHUB_USERS: not read with AUTH_IDP=oidc"),
+        ({"AUTH_OIDC_AUTHORIZATION_PARAMS": "access_type=offline"}, "AUTH_OIDC_AUTHORIZATION_PARAMS: not JSON"),
+        ({"AUTH_OIDC_AUTHORIZATION_PARAMS": '["offline"]'}, "AUTH_OIDC_AUTHORIZATION_PARAMS: expected a JSON object"),
+        ({"AUTH_OIDC_AUTHORIZATION_PARAMS": '{"access_type": true}'}, "the value of 'access_type' must be a string"),
+        ({"AUTH_OIDC_AUTHORIZATION_PARAMS": '{"a b": "c"}'}, "'a b' is not a parameter name"),
         (
             {
                 "AUTH_RESOURCES": json.dumps(
@@ -198,6 +202,36 @@ def test_an_openid_connect_configuration_needs_no_github_settings(good_env):
 def test_a_bad_openid_connect_setting_is_named_in_the_error(good_env, changes, message):
     with pytest.raises(ConfigError, match=message):
         create_app(oidc(good_env, **changes))
+
+
+def test_extra_authorization_parameters_are_read_for_the_provider(good_env):
+    """Google sends the refresh token that re-checks a user at refresh only with access_type=offline."""
+    params = '{"access_type": "offline", "prompt": "consent"}'
+    settings = create_app(oidc(good_env, AUTH_OIDC_AUTHORIZATION_PARAMS=params)).config["SETTINGS"]
+    assert settings.oidc_authorization_params == {"access_type": "offline", "prompt": "consent"}
+
+
+# Attack (a careless or hostile inventory): an extra parameter must not replace what the sign-in's safety
+# rests on, where the code goes, or the whole request.
+@pytest.mark.parametrize(
+    "name",
+    [
+        "state",
+        "nonce",
+        "code_challenge",
+        "code_challenge_method",
+        "redirect_uri",
+        "client_id",
+        "response_type",
+        "response_mode",
+        "scope",
+        "request_uri",
+        "Redirect_URI",
+    ],
+)
+def test_an_extra_authorization_parameter_cannot_override_the_protocol(good_env, name):
+    with pytest.raises(ConfigError, match=f"AUTH_OIDC_AUTHORIZATION_PARAMS: '{name}' is set by the service itself"):
+        create_app(oidc(good_env, AUTH_OIDC_AUTHORIZATION_PARAMS=json.dumps({name: "x"})))
 
 
 @pytest.mark.parametrize("entry", ["@example.test", "group:mcp-users"])

@@ -15,7 +15,7 @@ import jwt
 from jwt.algorithms import RSAAlgorithm
 
 from tests.auth.admin_command import as_json, run
-from tests.auth.conftest import ISSUER
+from tests.auth.conftest import ISSUER, OIDC_RESOURCES, oidc_env
 from tests.harness.auth import AuthService
 from tests.harness.oauthflow import (
     FETCH,
@@ -58,6 +58,30 @@ def test_a_group_member_signs_in_and_the_gateway_names_them_by_email(oidc_browse
     # The provider put the gateway's nonce into the id_token it issued.
     issued = jwt.decode(idp.last_id_token(), options={"verify_signature": False})
     assert issued["nonce"] == sent["nonce"] and issued["aud"] == idp.client_id
+
+
+def test_extra_authorization_parameters_reach_the_provider_and_the_refresh_still_rechecks(
+    shared_services, oidc_provider, test_ca, github, idp
+):
+    """Google's way to a refresh token (access_type=offline, prompt=consent), set in the inventory, is in
+    the authorization request the provider receives, next to the gateway's own state, nonce and PKCE."""
+    google_way = json.dumps({"access_type": "offline", "prompt": "consent"})
+    env = oidc_env(oidc_provider, test_ca, AUTH_OIDC_AUTHORIZATION_PARAMS=google_way)
+    service = shared_services.get(empty_store=True, resources=OIDC_RESOURCES, env=env)
+    browser = Browser(service, github, idp=idp)
+    try:
+        client = register(service)
+        tokens = tokens_for(browser, client, resource=FETCH)
+        received = idp.last_authorization()
+        assert received is not None
+        assert received["access_type"] == "offline" and received["prompt"] == "consent", received
+        assert received == provider_request(browser, idp)  # what the gateway sent is what arrived
+        assert received["client_id"] == idp.client_id and received["redirect_uri"] == f"{ISSUER}/callback"
+        assert received["code_challenge_method"] == "S256" and len(received["state"]) >= 32 and received["nonce"]
+        # the sign-in kept the provider's refresh token: the gateway's refresh asks the provider again
+        assert refresh(service, client, tokens["refresh_token"], resource=FETCH).status_code == 200
+    finally:
+        browser.close()
 
 
 def test_a_user_of_the_domain_outside_the_group_may_use_only_the_services_open_to_the_domain(

@@ -132,6 +132,10 @@ class OidcProvider:
     def last_id_token(self) -> str | None:
         return self._control("last")["id_token"]
 
+    def last_authorization(self) -> dict[str, str] | None:
+        """The query parameters of the last authorization request the provider received."""
+        return self._control("last-authorization")["query"]
+
     def id_token_for_other_client(self, account: str, nonce: str | None = None) -> str:
         """Sign `account` in to the provider's other application (with `nonce`) and return the
         id_token it got: a genuine token of this provider, for another audience."""

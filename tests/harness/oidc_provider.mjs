@@ -4,6 +4,10 @@
 //   node tests/harness/oidc_provider.mjs --port 8443 --cert c.pem --key k.pem --jwk key.json \
 //        --client-id gw --client-secret s --redirect-uri https://auth.example.test/callback
 //
+// --host names the issuer (https://HOST:PORT) and is where it listens, unless --listen says another
+// address (a guest's provider: issuer on the address the host forwards, listening on every address).
+// --user names the account that signs in from the start (the molecule guests' provider).
+//
 // Login and consent are a custom interaction that approves at once: the account named by
 // POST /_ctl/config {"user": "alice"} signs in (no user: the interaction stops at a login page, as
 // a person would see it). The control endpoints under /_ctl/ steer it from the tests:
@@ -11,6 +15,7 @@
 //   POST /_ctl/tamper   {"id_token": "..."}  the next /token answer carries this id_token instead
 //   POST /_ctl/token-error {"error": "server_error"}  the next /token answer is this error
 //   GET  /_ctl/last     the id_token of the last /token answer
+//   GET  /_ctl/last-authorization  the query parameters of the last authorization request (/auth)
 //   GET  /_ctl/health
 // Not part of the product.
 
@@ -24,6 +29,8 @@ import Provider from 'oidc-provider';
 const { values: opts } = parseArgs({
   options: {
     host: { type: 'string', default: '127.0.0.1' },
+    listen: { type: 'string' },
+    user: { type: 'string' },
     port: { type: 'string' },
     cert: { type: 'string' },
     key: { type: 'string' },
@@ -54,11 +61,12 @@ const initialAccounts = () => ({
 });
 
 const state = {
-  user: null,
+  user: opts.user || null,
   accounts: initialAccounts(),
   tamper: null,
   tokenError: null,
   last: null,
+  lastAuthorization: null,
 };
 
 const provider = new Provider(issuer, {
@@ -120,6 +128,7 @@ provider.proxy = false;
 
 // The token endpoint's answer, as the tests want it changed.
 provider.use(async (ctx, next) => {
+  if (ctx.path === '/auth' && ctx.method === 'GET') state.lastAuthorization = { ...ctx.query };
   if (ctx.path === '/token' && ctx.method === 'POST' && state.tokenError) {
     ctx.status = 400;
     ctx.body = { error: state.tokenError };
@@ -183,6 +192,8 @@ async function control(req, res, path) {
     state.tokenError = (await readJson(req)).error || null;
   } else if (path === '/_ctl/last') {
     answer = { id_token: state.last };
+  } else if (path === '/_ctl/last-authorization') {
+    answer = { query: state.lastAuthorization };
   } else if (path !== '/_ctl/health') {
     res.writeHead(404).end();
     return;
@@ -207,5 +218,5 @@ const server = https.createServer(
     }
   },
 );
-server.listen(Number(opts.port), opts.host, () => console.log(`oidc-provider listening on ${issuer}`));
+server.listen(Number(opts.port), opts.listen || opts.host, () => console.log(`oidc-provider listening on ${issuer}`));
 for (const signal of ['SIGTERM', 'SIGINT']) process.on(signal, () => server.close(() => process.exit(0)));

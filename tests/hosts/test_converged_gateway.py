@@ -5,12 +5,15 @@ Run by molecule's verify (molecule/shared/verify-client.yml) against the converg
     GATEWAY_GUEST=mcpgw-debian12 PEBBLE_API_CA=.ansible/tmp/molecule.*.default/pebble-api/ca.pem \
         .venv/bin/pytest -m hosts tests/hosts/test_converged_gateway.py
 
-Skipped when GATEWAY_GUEST is not set. The official `mcp` SDK client with its OAuth provider, in
-`auto` and `legacy` modes, against each MCP service of the test inventory: discovery, dynamic
-registration, consent, login at the GitHub-compatible server in the guest, token, tool call, refresh;
-a token for one service is refused by the other; and no code, state or token of a login (nor a token a
-client put in a URL) reaches the guest's journal. Names of the test domain resolve to the guest's
-127.0.2.N in this process only; TLS is verified against the root Pebble (in the guest) issued from.
+Skipped when GATEWAY_GUEST is not set. The official `mcp` SDK client with its OAuth provider as a client
+of each protocol revision (2025-06-18, 2025-11-25, 2026-07-28), against two MCP services of the test
+inventory: discovery, dynamic registration (one per client, kept for both services), consent, login where
+the guest signs people in (GATEWAY_LOGIN_URL: the GitHub-compatible server, or the OpenID Connect provider
+of a guest configured for it), token, tools listed, a tool called, refresh; refused (access_denied) on the
+`restricted` server; a token for one service is refused by the other; and no code, state or token of a
+login (nor a token a client put in a URL) reaches the guest's journal. Names of the test domain resolve to
+the guest's 127.0.2.N in this process only; TLS is verified against the root Pebble (in the guest) issued
+from, and the CA of Pebble's API (PEBBLE_API_CA), which also issued the OpenID Connect provider's certificate.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import ssl
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urljoin, urlsplit
@@ -33,6 +37,8 @@ pytestmark = [pytest.mark.hosts, pytest.mark.slow]
 GUEST_NAME = os.environ.get("GATEWAY_GUEST", "")
 DOMAIN = os.environ.get("GATEWAY_DOMAIN", "mcpgw.test")
 GITHUB_PORT = int(os.environ.get("GATEWAY_GITHUB_PORT", "8900"))
+# Where the person signs in (the GitHub-compatible server when unset); the refusal page names the provider.
+LOGIN_URL = os.environ.get("GATEWAY_LOGIN_URL", "").strip()
 PEBBLE_MANAGEMENT_PORT = int(os.environ.get("GATEWAY_PEBBLE_PORT", "15000"))
 CALLBACK = "http://127.0.0.1:47999/callback"  # never served: the browser stops at the redirect
 GUEST = Path(__file__).resolve().parent / "guest"
@@ -48,6 +54,7 @@ if not GUEST_NAME:
 import anyio  # noqa: E402
 import httpx  # noqa: E402
 import httpx2  # noqa: E402
+import mcp.client.session  # noqa: E402
 from mcp.client.auth import OAuthClientProvider  # noqa: E402
 from mcp.client.client import Client  # noqa: E402
 from mcp.client.streamable_http import streamable_http_client  # noqa: E402
@@ -58,6 +65,7 @@ from mcp.shared.auth import (  # noqa: E402
     OAuthMetadata,
     OAuthToken,
 )
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS  # noqa: E402
 
 from tests.harness.names import resolve_names  # noqa: E402
 from tests.harness.procs import wait_until  # noqa: E402
@@ -66,6 +74,14 @@ TOOL_CALLS = {
     "time": ("get_current_time", {"timezone": "UTC"}),
     "memory": ("read_graph", {}),
 }
+# The test inventory's server that admits another user than the one the login robot signs in as.
+RESTRICTED = "restricted"
+# The protocol revisions a Python SDK client is tested as.
+REVISIONS = ["2025-06-18", "2025-11-25", "2026-07-28"]
+# The revision whose client names itself with a client ID metadata document (which 2025-11-25 brought)
+# instead of registering: the document prepare-gateway.yml serves in the guest, over HTTPS.
+CIMD_REVISION = "2025-11-25"
+CIMD_URL = os.environ.get("GATEWAY_CIMD_URL", f"https://cimd.{DOMAIN}:8444/python-sdk.json")
 
 
 @dataclass
@@ -73,6 +89,7 @@ class Target:
     address: str
     root_ca: Path
     kind: str
+    api_ca: str | None = None
 
     def url(self, name: str, path: str = "") -> str:
         return f"https://{name}.{DOMAIN}{path}"
@@ -81,8 +98,22 @@ class Target:
     def github(self) -> str:
         return f"http://{self.address}:{GITHUB_PORT}"
 
+    @property
+    def login(self) -> str:
+        """Where the person signs in: the GitHub-compatible server, or the guest's OpenID Connect provider."""
+        return LOGIN_URL or self.github
+
+    @property
+    def refusal(self) -> str:
+        """What the gateway tells a person it refuses on a service."""
+        provider = "GitHub" if self.login == self.github else "identity provider"
+        return f"This {provider} account may not use this service"
+
     def tls(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=str(self.root_ca))
+        context = ssl.create_default_context(cafile=str(self.root_ca))
+        if self.api_ca:
+            context.load_verify_locations(cafile=self.api_ca)
+        return context
 
 
 @pytest.fixture(scope="module")
@@ -103,13 +134,14 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     if root.text.strip() not in seen:
         path.write_text(seen + root.text.strip() + "\n")
     with resolve_names({DOMAIN: address}):
-        yield Target(address, path, kind)
+        yield Target(address, path, kind, api_ca)
 
 
 @dataclass
 class Browser:
-    """A scripted user agent: follows redirects between the auth service and the GitHub-compatible
-    server, approves the consent page, and stops where it is sent back to the client (`callback`),
+    """A scripted user agent: follows redirects between the auth service and where the person signs in
+    (the GitHub-compatible server or the OpenID Connect provider, keeping its cookies), approves the
+    consent page, and stops where it is sent back to the client (`callback`),
     or with `deliver` also opens that address, as a browser does for a client's loopback server."""
 
     target: Target
@@ -165,13 +197,21 @@ class MemoryStorage:
         self.client_info = client_info
 
 
-def provider_for(target: Target, service: str, storage: MemoryStorage, browser: Browser) -> OAuthClientProvider:
+class Refused(Exception):
+    """The authorization ended in an error redirect (access_denied)."""
+
+
+def provider_for(
+    target: Target, service: str, storage: MemoryStorage, browser: Browser, client_metadata_url: str | None = None
+) -> OAuthClientProvider:
     redirected: dict[str, str] = {}
 
     async def redirect_handler(url: str) -> None:
         redirected.update(await anyio.to_thread.run_sync(browser.authorize, url))
 
     async def callback_handler() -> AuthorizationCodeResult:
+        if "error" in redirected:  # the gateway refused: the client gets no code
+            raise Refused(redirected["error"], redirected.get("error_description", ""))
         return AuthorizationCodeResult(
             code=redirected["code"], state=redirected.get("state"), iss=redirected.get("iss")
         )
@@ -187,16 +227,18 @@ def provider_for(target: Target, service: str, storage: MemoryStorage, browser: 
         storage=storage,
         redirect_handler=redirect_handler,
         callback_handler=callback_handler,
+        client_metadata_url=client_metadata_url,
     )
 
 
 async def call_twice(target: Target, service: str, provider: OAuthClientProvider, mode: str) -> dict[str, object]:
     """A tool call, an expired access token on the client's clock, a second call (so a refresh)."""
-    tool, arguments = TOOL_CALLS[service]
+    tool, arguments = TOOL_CALLS[service if service in TOOL_CALLS else "memory"]  # restricted runs memory's
     storage = provider.context.storage
     out: dict[str, object] = {}
     async with httpx2.AsyncClient(auth=provider, verify=target.tls(), timeout=60) as http:
         async with Client(streamable_http_client(target.url(service, "/mcp"), http_client=http), mode=mode) as client:
+            out["tools"] = [t.name for t in (await client.list_tools()).tools]
             first = await client.call_tool(tool, arguments)
             out["first_error"] = first.is_error
             refresh_before = storage.tokens.refresh_token
@@ -223,18 +265,56 @@ def bearer_status(target: Target, service: str, token: str) -> int:
     return response.status_code
 
 
-@pytest.mark.parametrize("mode", ["auto", "legacy"])
-@pytest.mark.parametrize("service", sorted(TOOL_CALLS))
-def test_sdk_client_logs_in_calls_a_tool_and_refreshes(target: Target, service: str, mode: str) -> None:
+@contextmanager
+def offering(revision: str) -> Iterator[str]:
+    """The connect mode of a client of `revision`. The SDK's handshake (`legacy`) always offers its newest
+    handshake revision and has no setting for another: a client of an older one offers that (and then
+    sends it in every MCP-Protocol-Version header, which the SDK's OAuth provider also reads)."""
+    if revision in MODERN_PROTOCOL_VERSIONS:
+        yield revision
+        return
+    newest = mcp.client.session.LATEST_HANDSHAKE_VERSION
+    mcp.client.session.LATEST_HANDSHAKE_VERSION = revision
+    try:
+        yield "legacy"
+    finally:
+        mcp.client.session.LATEST_HANDSHAKE_VERSION = newest
+
+
+@pytest.mark.parametrize("revision", REVISIONS)
+def test_sdk_client_of_each_revision_uses_two_services_and_is_refused_on_a_third(target: Target, revision: str) -> None:
+    """One client (one registration, kept as a client keeps it, or its metadata document) logs in to each
+    service (a token per audience), lists tools, calls one, refreshes; on `restricted` the person signs
+    in and is refused."""
+    registration: OAuthClientInformationFull | None = None
+    document = CIMD_URL if revision == CIMD_REVISION else None
+    for service in sorted(TOOL_CALLS):
+        storage = MemoryStorage()
+        storage.client_info = registration
+        browser = Browser(target)
+        provider = provider_for(target, service, storage, browser, document)
+        with offering(revision) as mode:
+            out = anyio.run(call_twice, target, service, provider, mode)
+        assert out["protocol"] == revision, out
+        assert TOOL_CALLS[service][0] in out["tools"], out
+        assert out["first_error"] is False and out["second_error"] is False, out
+        assert out["refreshed"] is True, "the second call should have refreshed (and rotated) the token"
+        assert any(url.startswith(target.login) for url in browser.history), f"login not at {target.login}"
+        assert storage.client_info and storage.client_info.client_id
+        # the metadata document's URL is the client's id; otherwise dynamically registered, once
+        assert (storage.client_info.client_id == document) if document else "://" not in storage.client_info.client_id
+        assert registration is None or storage.client_info.client_id == registration.client_id
+        registration = storage.client_info
+        assert bearer_status(target, service, storage.tokens.access_token) not in (401, 403)
     storage = MemoryStorage()
+    storage.client_info = registration
     browser = Browser(target)
-    provider = provider_for(target, service, storage, browser)
-    out = anyio.run(call_twice, target, service, provider, mode)
-    assert out["first_error"] is False and out["second_error"] is False, out
-    assert out["refreshed"] is True, "the second call should have refreshed (and rotated) the token"
-    assert any(url.startswith(target.github) for url in browser.history), "login went through GitHub"
-    assert storage.client_info and storage.client_info.client_id  # dynamically registered
-    assert bearer_status(target, service, storage.tokens.access_token) not in (401, 403)
+    provider = provider_for(target, RESTRICTED, storage, browser, document)
+    with offering(revision) as mode, pytest.raises(Exception) as refused:
+        anyio.run(call_twice, target, RESTRICTED, provider, mode)
+    assert browser.returned.get("error") == "access_denied", (browser.returned, refused.value)
+    assert browser.returned.get("error_description") == target.refusal, browser.returned
+    assert "code" not in browser.returned and storage.tokens is None
 
 
 def test_a_token_for_one_service_is_refused_by_the_other(target: Target) -> None:

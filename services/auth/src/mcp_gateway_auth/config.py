@@ -58,6 +58,8 @@ class Settings:
     oidc_user_claim: str = "email"  # the claim that names the user
     oidc_groups_claim: str = "groups"
     oidc_max_unchecked_age: int = 86400  # life of a grant the provider gave no refresh token to re-check
+    # extra parameters of the authorization request (Google's access_type=offline); never the protocol's own
+    oidc_authorization_params: Mapping[str, str] = field(default_factory=dict)
     github_url: str = "https://github.com"
     github_api_url: str = "https://api.github.com"
     access_token_ttl: int = 1800
@@ -395,6 +397,54 @@ REQUIRED_OIDC = (
     "AUTH_RESOURCES",
 )
 _CLAIM_NAME = re.compile(r"[A-Za-z0-9_.:/-]{1,100}")
+# The parameters the sign-in's security rests on, which authlib sets from the service's own settings and
+# state (state, nonce, PKCE, where the code goes and how), or that would replace the whole request (a
+# request object): an extra parameter of the same name would override or contradict them.
+_PROTOCOL_PARAMS = frozenset(
+    {
+        "state",
+        "nonce",
+        "code_challenge",
+        "code_challenge_method",
+        "code_verifier",
+        "redirect_uri",
+        "client_id",
+        "client_secret",
+        "response_type",
+        "response_mode",
+        "scope",
+        "request",
+        "request_uri",
+    }
+)
+_PARAM_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def _authorization_params(env: Mapping[str, str]) -> dict[str, str]:
+    """AUTH_OIDC_AUTHORIZATION_PARAMS: a JSON object of extra authorization request parameters, such
+    as Google's {"access_type": "offline", "prompt": "consent"} (Google sends a refresh token, which
+    the re-check at refresh needs, only then; other providers take the offline_access scope)."""
+    name = "AUTH_OIDC_AUTHORIZATION_PARAMS"
+    raw = str(env.get(name) or "").strip()
+    if not raw:
+        return {}
+    try:
+        params = json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: not JSON ({exc})") from exc
+    if not isinstance(params, dict):
+        raise ConfigError(f"{name}: expected a JSON object of parameter names and string values")
+    for key, value in params.items():
+        if not _PARAM_NAME.fullmatch(key):
+            raise ConfigError(f"{name}: {key!r} is not a parameter name")
+        if key.lower() in _PROTOCOL_PARAMS:
+            raise ConfigError(
+                f"{name}: {key!r} is set by the service itself (state, nonce, PKCE, redirect_uri, client_id, "
+                "response_type, scope: use AUTH_OIDC_SCOPES) and cannot be overridden"
+            )
+        if not isinstance(value, str) or any(ord(c) < 0x20 for c in value):
+            raise ConfigError(f"{name}: the value of {key!r} must be a string of printable characters")
+    return params
 
 
 def _idp(env: Mapping[str, str]) -> str:
@@ -433,6 +483,7 @@ def _oidc_settings(env: Mapping[str, str]) -> dict:
         "oidc_user_claim": claims["AUTH_OIDC_USER_CLAIM"],
         "oidc_groups_claim": claims["AUTH_OIDC_GROUPS_CLAIM"],
         "oidc_max_unchecked_age": _int(env, "AUTH_OIDC_MAX_UNCHECKED_AGE", 86400, minimum=60),
+        "oidc_authorization_params": _authorization_params(env),
     }
 
 

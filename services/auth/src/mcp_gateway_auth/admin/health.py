@@ -5,7 +5,9 @@
 - each certificate Traefik serves (auth and every MCP service), fetched on this host's HTTPS port
   with the name as SNI and verified against the service's CA store, with its expiry date;
 - each MCP service answering `tools/list` through Traefik, with an access token the command mints
-  for itself: a grant it creates (60 s) and revokes afterwards, signed with the current key.
+  for itself: a grant it creates (60 s) and revokes afterwards, signed with the current key. The token
+  names the first user both allowlists name (not banned); where they hold only rules (an email domain,
+  a group: an OpenID Connect allowlist), the health client itself, with the claims those rules ask for.
 
 Exit 0 when all is healthy, 1 naming what is not.
 """
@@ -23,6 +25,7 @@ from urllib.parse import urlsplit
 import click
 import httpx
 
+from ..allowlist import GROUP_PREFIX, Identity, is_rule
 from ..config import Resource, Settings
 from ..keys import KeyRing
 from ..store import Store, new_secret
@@ -87,13 +90,22 @@ def _certificate(host: str, port: int, address: str, context: ssl.SSLContext, da
     }
 
 
-def _login_for(settings: Settings, resource: Resource, store: Store) -> str | None:
-    """A login the service lets through for this resource (not banned), for the minted token."""
-    candidates = sorted(resource.allowed_users or ()) + sorted(settings.allowed_users)
-    for login in candidates:
-        if login != "*" and settings.user_allowed(login, resource) and not store.is_banned(login):
-            return login
-    return HEALTH_CLIENT if settings.user_allowed(HEALTH_CLIENT, resource) else None
+def _identity_for(settings: Settings, resource: Resource, store: Store) -> Identity | None:
+    """Who the minted token speaks for: a user the service lets through for this resource (not banned).
+    A rule (`@domain`, `group:NAME`) is no user: where the allowlists hold only rules, no real person can
+    be named, so the health client speaks for itself with the claims the rules read (an email in one
+    of the domains, every group named), which the grant keeps for /verify."""
+    entries = [*sorted(resource.allowed_users or ()), *sorted(settings.allowed_users)]
+    for login in entries:
+        if login != "*" and not is_rule(login) and settings.user_allowed(login, resource):
+            if not store.is_banned(login):
+                return Identity(login)
+    groups = frozenset(e.removeprefix(GROUP_PREFIX) for e in entries if e.startswith(GROUP_PREFIX))
+    for domain in sorted({e for e in entries if e.startswith("@")}) or [""]:
+        identity = Identity(HEALTH_CLIENT, email=f"{HEALTH_CLIENT}{domain}" if domain else None, groups=groups)
+        if settings.user_allowed(HEALTH_CLIENT, resource, identity) and not store.is_banned(HEALTH_CLIENT):
+            return identity
+    return None
 
 
 def _result(response: httpx.Response) -> dict:
@@ -108,12 +120,16 @@ def _result(response: httpx.Response) -> dict:
 
 def _tools(settings: Settings, store: Store, keys: KeyRing, resource: Resource, address: str, ca: str | None) -> dict:
     row = {"check": "mcp", "name": resource.name}
-    login = _login_for(settings, resource, store)
-    if login is None:
+    identity = _identity_for(settings, resource, store)
+    if identity is None:
         return row | {"ok": False, "detail": "no allowed user to mint a token for"}
+    login = identity.login
+    row["user"] = login
     scope = " ".join(settings.scopes)
+    # the claims only where the rules are what admits the token (a named user is admitted by name)
+    claims = identity.claims() if login == HEALTH_CLIENT else None
     gid = store.create_grant(
-        user=login, client_id=HEALTH_CLIENT, resource=resource.resource, scope=scope, ttl=HEALTH_TTL
+        user=login, client_id=HEALTH_CLIENT, resource=resource.resource, scope=scope, ttl=HEALTH_TTL, claims=claims
     )
     try:
         now = int(time.time())

@@ -98,7 +98,9 @@ class OpenIDConnect:
     # -- sign-in ---------------------------------------------------------------------------------
     def begin(self, state: str) -> tuple[str, dict]:
         self._metadata()
-        started = self.app.create_authorization_url(self.callback_url, state=state)
+        # the operator's extra parameters first: the configuration refused any the protocol sets itself
+        extra = dict(self.settings.oidc_authorization_params)
+        started = self.app.create_authorization_url(self.callback_url, **extra, state=state)
         return started["url"], {"verifier": started["code_verifier"], "nonce": started["nonce"]}
 
     def finish(self, code: str, saved: dict) -> Login:
