@@ -49,7 +49,11 @@ def _inventory(tmp_path: Path, hosts: dict[str, Path]) -> Path:
         (inventory / "group_vars" / "gateway.yml").write_text((INVENTORY / "group_vars" / "gateway.yml").read_text())
         (inventory / "files").symlink_to(INVENTORY / "files")  # the example's pip_lock paths
     # Host variables: they win over the example's group_vars file (its GitHub app placeholders).
-    host_vars = {name: {"gateway_config_dir": str(root), **GITHUB_APP} for name, root in hosts.items()}
+    # Hosts that name a private address are one gateway behind one name; without, each is its own.
+    host_vars = {
+        name: {"gateway_config_dir": str(root), "gateway_private_address": f"10.0.2.{100 + index}", **GITHUB_APP}
+        for index, (name, root) in enumerate(hosts.items(), start=1)
+    }
     group_vars = {"ansible_connection": "local", "auth_user": "root"}
     (inventory / "hosts.yml").write_text(json.dumps({"gateway": {"hosts": host_vars, "vars": group_vars}}))
     return inventory
