@@ -25,6 +25,12 @@ PLAY = """
   hosts: gateway
   gather_facts: false
   tasks:
+    # As every play of the gateway does: the inventory's checks, and the gateway role's variables (which
+    # hosts form one gateway).
+    - name: Check the inventory
+      ansible.builtin.import_role:
+        name: gateway
+        tasks_from: validate
     - name: Create the secrets directory (the gateway role does on a host)
       ansible.builtin.file:
         path: "{{ gateway_config_dir }}/secrets"
