@@ -47,8 +47,9 @@ def _files(directory: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.name != ".lock"}
 
 
-def _inventory(tmp_path: Path, hosts: dict[str, Path]) -> Path:
-    """inventory.example's group variables, with these hosts (connection local) in the gateway group."""
+def _inventory(tmp_path: Path, hosts: dict[str, Path], *, private: bool = True) -> Path:
+    """inventory.example's group variables, with these hosts (connection local) in the gateway group, each
+    with a private address unless `private` is false."""
     inventory = tmp_path / "inventory"
     if not inventory.exists():
         (inventory / "group_vars").mkdir(parents=True)
@@ -57,7 +58,8 @@ def _inventory(tmp_path: Path, hosts: dict[str, Path]) -> Path:
     # Host variables: they win over the example's group_vars file (its GitHub app placeholders).
     # Hosts that name a private address are one gateway behind one name; without, each is its own.
     host_vars = {
-        name: {"gateway_config_dir": str(root), "gateway_private_address": f"10.0.2.{100 + index}", **GITHUB_APP}
+        name: {"gateway_config_dir": str(root), **GITHUB_APP}
+        | ({"gateway_private_address": f"10.0.2.{100 + index}"} if private else {})
         for index, (name, root) in enumerate(hosts.items(), start=1)
     }
     group_vars = {"ansible_connection": "local", "auth_user": "root"}
@@ -65,10 +67,11 @@ def _inventory(tmp_path: Path, hosts: dict[str, Path]) -> Path:
     return inventory
 
 
-def _converge(tmp_path: Path, hosts: dict[str, Path]) -> str:
+def _converge(tmp_path: Path, hosts: dict[str, Path], *, private: bool = True) -> str:
     playbook = tmp_path / "keys.yml"
     playbook.write_text(PLAY)
-    result = run_playbook(playbook, tmp_path / "ansible", {}, inventory=_inventory(tmp_path, hosts), timeout=180)
+    inventory = _inventory(tmp_path, hosts, private=private)
+    result = run_playbook(playbook, tmp_path / "ansible", {}, inventory=inventory, timeout=180)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     return result.stdout
 
@@ -104,6 +107,18 @@ def test_every_gateway_host_gets_the_first_hosts_keys_and_session_secret_and_its
     # A run that finds them equal changes nothing.
     again = _converge(tmp_path, hosts)
     assert "changed=0" in again.split("PLAY RECAP")[1], again[-2000:]
+
+
+def test_gateway_hosts_without_a_private_address_are_gateways_of_their_own_with_their_own_keys(tmp_path: Path) -> None:
+    """Two independent gateways in one inventory (as the tests' two guests): neither gets the other's keys
+    or session secret."""
+    first, second = tmp_path / "gw1", tmp_path / "gw2"
+    _converge(tmp_path, {"gw1": first, "gw2": second}, private=False)
+    first_key, second_key = (root / "auth" / "keys" / "signing-key.pem" for root in (first, second))
+    assert first_key.exists() and second_key.exists()
+    assert first_key.read_bytes() != second_key.read_bytes()
+    secrets = [(root / "secrets" / "auth-secret-key").read_bytes().strip() for root in (first, second)]
+    assert len(secrets[0]) == 64 and len(secrets[1]) == 64 and secrets[0] != secrets[1]
 
 
 def test_rotate_keys_rotates_on_the_first_gateway_host_and_every_host_gets_the_key_before_it_signs(
