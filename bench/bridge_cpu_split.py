@@ -17,7 +17,6 @@ import asyncio
 import json
 import os
 import resource
-import statistics
 import sys
 import tempfile
 import time
@@ -39,6 +38,7 @@ from bridge_roundtrip import (  # noqa: E402
     bridge_processes,
     cpu_seconds,
 )
+from bridge_roundtrip import sequential as sequential_calls  # noqa: E402
 
 import tests.harness.bridge as harness  # noqa: E402
 from tests.harness.mcp_servers import mcp_server_argv  # noqa: E402
@@ -98,17 +98,8 @@ async def loop(arm: Arm, seconds: float, server: str) -> dict[str, float]:
 
 
 async def sequential(arm: Arm, calls: int = 200) -> dict[str, float]:
-    client = arm.make()
-    await client.open()
-    await client.call()
-    samples = []
-    for _ in range(calls):
-        started = time.perf_counter()
-        await client.call()
-        samples.append((time.perf_counter() - started) * 1000)
-    await client.close()
-    samples.sort()
-    return {"p50_ms": round(statistics.median(samples), 3), "p99_ms": round(samples[int(len(samples) * 0.99)], 3)}
+    """One client's sequential calls: p50 and p99 in ms (bridge_roundtrip's measure, for one arm)."""
+    return (await sequential_calls({"arm": arm}, calls))["arm"]
 
 
 async def measure(options: argparse.Namespace, bridges: dict[str, harness.Bridge], server: list[str]) -> None:

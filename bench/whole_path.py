@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from auth_verify import FORWARDED, mint_ours, ours  # noqa: E402
 from bridge_roundtrip import HANDSHAKE, MODERN, Arm, HttpClient, _spares_ready, throughput  # noqa: E402
+from bridge_roundtrip import sequential as sequential_calls  # noqa: E402
 from forward_auth_connections import closed_since  # noqa: E402
 
 from bench.report import write_results  # noqa: E402
@@ -99,17 +100,8 @@ class GatewayClient(HttpClient):
 
 
 async def sequential(arm: Arm, calls: int) -> dict[str, float]:
-    client = arm.make()
-    await client.open()
-    await client.call()
-    samples = []
-    for _ in range(calls):
-        started = time.perf_counter()
-        await client.call()
-        samples.append((time.perf_counter() - started) * 1000)
-    await client.close()
-    samples.sort()
-    return {"p50_ms": round(statistics.median(samples), 3), "p99_ms": round(samples[int(len(samples) * 0.99)], 3)}
+    """One client's sequential calls: p50 and p99 in ms (bridge_roundtrip's measure, for one arm)."""
+    return (await sequential_calls({"arm": arm}, calls))["arm"]
 
 
 async def measure(options: argparse.Namespace, bridge: Bridge, ports: dict[str, int], token: str, auth_port: int):
