@@ -24,7 +24,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.harness.auth import AuthService, write_rsa_key
+from tests.harness.auth import AuthService
 from tests.harness.gateway import DOMAIN, Gateway, example_servers, gateway_files, resolve_test_names
 from tests.harness.github import GitHubStub
 from tests.harness.oauthflow import Browser, register, tokens_for
@@ -143,24 +143,13 @@ def gateway(
         },
     )
     auth_env = read_env_file(routing.config_dir / "auth.env")
-    write_rsa_key(Path(auth_env["AUTH_SIGNING_KEYS"]) / "signing-key.pem")  # as the role seeds the key directory
     started: list[Any] = []
     echo = ThreadingHTTPServer((LOOPBACK, ports["mcp-echo"]), EchoHandler)
     echo.daemon_threads = True
     threading.Thread(target=echo.serve_forever, daemon=True).start()
     try:
-        auth = AuthService(
-            routing.workdir / "auth",
-            issuer=auth_env["AUTH_ISSUER"],
-            redis_url=auth_env["AUTH_REDIS_URL"],
-            resources=json.loads(auth_env["AUTH_RESOURCES"]),
-            github_url=auth_env["AUTH_GITHUB_URL"],
-            github_api_url=auth_env["AUTH_GITHUB_API_URL"],
-            github_client_id=auth_env["AUTH_GITHUB_CLIENT_ID"],
-            github_client_secret=auth_env["AUTH_GITHUB_CLIENT_SECRET"],
-            signing_keys=[Path(auth_env["AUTH_SIGNING_KEYS"])],
-            env=auth_env,
-            port=int(auth_env["AUTH_BIND"].rsplit(":", 1)[1]),
+        auth = AuthService.from_rendered_env(
+            routing.workdir / "auth", auth_env, port=int(auth_env["AUTH_BIND"].rsplit(":", 1)[1])
         )
         started.append(auth.start())
         for name in ("time", "memory"):

@@ -16,14 +16,13 @@ import os
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.ansible.test_gateway_through_traefik import start_bridge
 from tests.bridge.rawhttp import ACCEPT_BOTH, INITIALIZE_REQUEST, legacy_headers, rpc_messages
-from tests.harness.auth import AuthService, write_rsa_key
+from tests.harness.auth import AuthService
 from tests.harness.gateway import DOMAIN, gateway_files
 from tests.harness.github import GitHubStub
 from tests.harness.names import resolve_names
@@ -114,20 +113,7 @@ def hosts(
             traefik[name].start().wait_for_http(f"http://{LOOPBACK}:{values['traefik']}/ping", timeout=30)
             stack.callback(traefik[name].stop)
         auth_env = read_env_file(roots["gw1"] / "etc/mcp-gateway/auth.env")
-        write_rsa_key(Path(auth_env["AUTH_SIGNING_KEYS"]) / "signing-key.pem")
-        auth = AuthService(
-            roots["gw1"] / "auth",
-            issuer=auth_env["AUTH_ISSUER"],
-            redis_url=auth_env["AUTH_REDIS_URL"],
-            resources=json.loads(auth_env["AUTH_RESOURCES"]),
-            github_url=auth_env["AUTH_GITHUB_URL"],
-            github_api_url=auth_env["AUTH_GITHUB_API_URL"],
-            github_client_id=auth_env["AUTH_GITHUB_CLIENT_ID"],
-            github_client_secret=auth_env["AUTH_GITHUB_CLIENT_SECRET"],
-            signing_keys=[Path(auth_env["AUTH_SIGNING_KEYS"])],
-            env=auth_env,
-            port=auth_port,
-        )
+        auth = AuthService.from_rendered_env(roots["gw1"] / "auth", auth_env, port=auth_port)
         auth.start()
         stack.callback(auth.stop)
         github_stub.set_user("octocat")

@@ -96,6 +96,26 @@ class AuthService:
         self.env.update(env or {})
         self._proc: ManagedProcess | None = None
 
+    @classmethod
+    def from_rendered_env(cls, workdir: Path, auth_env: Mapping[str, str], *, port: int) -> AuthService:
+        """The service as the auth role's rendered env file (`auth_env`) describes it, on `port`; the
+        signing key is written where the file points, as the role seeds the key directory."""
+        keys = Path(auth_env["AUTH_SIGNING_KEYS"])
+        write_rsa_key(keys / "signing-key.pem")
+        return cls(
+            workdir,
+            issuer=auth_env["AUTH_ISSUER"],
+            redis_url=auth_env["AUTH_REDIS_URL"],
+            resources=json.loads(auth_env["AUTH_RESOURCES"]),
+            github_url=auth_env["AUTH_GITHUB_URL"],
+            github_api_url=auth_env["AUTH_GITHUB_API_URL"],
+            github_client_id=auth_env["AUTH_GITHUB_CLIENT_ID"],
+            github_client_secret=auth_env["AUTH_GITHUB_CLIENT_SECRET"],
+            signing_keys=[keys],
+            env=auth_env,
+            port=port,
+        )
+
     @property
     def url(self) -> str:
         return f"http://{LOOPBACK}:{self.port}"
