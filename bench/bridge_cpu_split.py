@@ -19,9 +19,7 @@ import os
 import resource
 import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -36,6 +34,7 @@ from bridge_roundtrip import (  # noqa: E402
     _proc_table,
     _spares_ready,
     bridge_processes,
+    closed_loop,
     cpu_seconds,
 )
 from bridge_roundtrip import sequential as sequential_calls  # noqa: E402
@@ -74,18 +73,7 @@ async def loop(arm: Arm, seconds: float, server: str) -> dict[str, float]:
     else:
         bridge, children = [], [c.process.pid for c in clients]
     before = own_cpu(), cpu_seconds(bridge), cpu_seconds(children)
-    count = 0
-    deadline = time.perf_counter() + seconds
-
-    async def one(client: Any) -> None:
-        nonlocal count
-        while time.perf_counter() < deadline:
-            await client.call()
-            count += 1
-
-    started = time.perf_counter()
-    await asyncio.gather(*(one(c) for c in clients))
-    elapsed = time.perf_counter() - started
+    count, elapsed = await closed_loop(clients, seconds)
     after = own_cpu(), cpu_seconds(bridge), cpu_seconds(children)
     for client in clients:
         await client.close()

@@ -411,6 +411,23 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
+async def closed_loop(clients: list[Any], seconds: float) -> tuple[int, float]:
+    """Every client calls, each waiting for its answer before the next, until `seconds` have passed:
+    the calls answered and the time they took."""
+    count = 0
+    deadline = time.perf_counter() + seconds
+
+    async def loop(client: Any) -> None:
+        nonlocal count
+        while time.perf_counter() < deadline:
+            await client.call()
+            count += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(loop(c) for c in clients))
+    return count, time.perf_counter() - started
+
+
 async def sequential(arms: dict[str, Arm], calls: int) -> dict[str, dict[str, float]]:
     """One client per arm, all open at once, taking turns 20 calls at a time."""
     clients = {name: arm.make() for name, arm in arms.items()}
@@ -445,18 +462,7 @@ async def throughput(arm: Arm, clients: int, seconds: float, server: str) -> dic
     await asyncio.gather(*(c.call() for c in opened))  # warm-up
     pids = bridge_processes(arm.pid, server) if arm.pid else []
     cpu_before = cpu_seconds(pids)
-    count = 0
-    deadline = time.perf_counter() + seconds
-
-    async def loop(client: Any) -> None:
-        nonlocal count
-        while time.perf_counter() < deadline:
-            await client.call()
-            count += 1
-
-    started = time.perf_counter()
-    await asyncio.gather(*(loop(c) for c in opened))
-    elapsed = time.perf_counter() - started
+    count, elapsed = await closed_loop(opened, seconds)
     figures = {"calls_per_s": round(count / elapsed, 1)}
     if arm.pid:
         figures["cpu_ms_per_call"] = round((cpu_seconds(pids) - cpu_before) * 1000 / count, 3)
