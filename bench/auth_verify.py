@@ -9,6 +9,8 @@ Arms, each on its own loopback port, all answering a valid token for the same re
 - `ours`: this repository's service as deployed (gunicorn, 2 workers x 4 threads, as the auth role sets
   them), with the 2 s per-process verify cache (`AUTH_VERIFY_CACHE_MS` default).
 - `ours_no_cache`: the same with `AUTH_VERIFY_CACHE_MS=0` (signature, claims and one Redis MGET per call).
+- `base`, `base_no_cache` (with `--base-auth DIR`): the same two for the auth service of another tree, a
+  directory holding `services/auth` (`git archive main services/auth | tar -x -C DIR`): before and after.
 
 The load comes from `wrk` (Debian package `wrk`, installed by scripts/bootstrap): keep-alive connections,
 16 and 64 at a time, the arms interleaved within each round so machine load falls on all alike; the
@@ -33,6 +35,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import jwt
@@ -136,22 +139,41 @@ class OriginalService:
             self._proc.stop()
 
 
-def ours(workdir: Path, redis: RedisServer, key_path: Path, cache_ms: str) -> AuthService:
-    return AuthService(
-        workdir,
-        issuer=f"https://auth.{DOMAIN}",
-        redis_url=redis.url,
-        resources=[{"name": "time", "resource": RESOURCE}],
-        github_url="https://github.invalid",
-        github_api_url="https://api.github.invalid",
-        github_client_id="x",
-        github_client_secret="y",
-        allowed_users="octocat",
-        signing_keys=[key_path],
+class BaseAuthService(AuthService):
+    """The auth service of another tree (`--base-auth`, e.g. `git archive main services/auth | tar -x -C
+    DIR`), run by this checkout's gunicorn with that tree's package first on the import path: before and
+    after in one run."""
+
+    def __init__(self, source: Path, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.source = source
+        self.env["PYTHONPATH"] = str(source / "services" / "auth" / "src")
+
+    def argv(self) -> list[str]:
+        gunicorn = Path(sys.executable).parent / "gunicorn"
+        conf = self.source / "services" / "auth" / "gunicorn.conf.py"
+        return [str(gunicorn), "-c", str(conf), "mcp_gateway_auth:create_app()"]
+
+
+def ours(workdir: Path, redis: RedisServer, key_path: Path, cache_ms: str, source: Path | None = None) -> AuthService:
+    """Our service as the auth role deploys it; with `source`, that tree's service instead of this one's."""
+    kwargs: dict[str, Any] = {
+        "issuer": f"https://auth.{DOMAIN}",
+        "redis_url": redis.url,
+        "resources": [{"name": "time", "resource": RESOURCE}],
+        "github_url": "https://github.invalid",
+        "github_api_url": "https://api.github.invalid",
+        "github_client_id": "x",
+        "github_client_secret": "y",
+        "allowed_users": "octocat",
+        "signing_keys": [key_path],
         # As the auth role deploys it: 2 workers (AUTH_THREADS stays at gunicorn.conf.py's 4).
-        workers=2,
-        env={"AUTH_VERIFY_CACHE_MS": cache_ms},
-    )
+        "workers": 2,
+        "env": {"AUTH_VERIFY_CACHE_MS": cache_ms},
+    }
+    if source is not None:
+        return BaseAuthService(source, workdir, **kwargs)
+    return AuthService(workdir, **kwargs)
 
 
 def mint_ours(service: AuthService, redis: RedisServer) -> str:
@@ -214,6 +236,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--arms", nargs="+", default=["original", "ours", "ours_no_cache"])
+    parser.add_argument("--base-auth", type=Path, help="a tree holding services/auth: the `base` arms")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("bench/auth_verify.py needs wrk: apt-get install wrk (scripts/bootstrap installs it)", file=sys.stderr)
@@ -234,7 +257,9 @@ def main() -> int:
                     token = original.mint(redis)
                     targets[arm] = (original.url, {**FORWARDED, "Authorization": f"Bearer {token}"})
                 else:
-                    service = ours(work / arm, redis, key_path, "0" if arm == "ours_no_cache" else "2000").start()
+                    cache = "0" if arm.endswith("_no_cache") else "2000"
+                    source = args.base_auth.resolve() if arm.startswith("base") else None
+                    service = ours(work / arm, redis, key_path, cache, source).start()
                     started.append(service)
                     token = mint_ours(service, redis)
                     targets[arm] = (service.url, {**FORWARDED, "Authorization": f"Bearer {token}"})

@@ -5,10 +5,13 @@ import hashlib
 import hmac
 import json
 import time
+from urllib.parse import urlsplit
 
+import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.harness.auth import write_rsa_key
 from tests.harness.oauthflow import (
@@ -17,6 +20,7 @@ from tests.harness.oauthflow import (
     TIME,
     Browser,
     api,
+    login_tokens,
     register,
     signed_by_service,
     tokens_for,
@@ -220,3 +224,100 @@ def test_an_unknown_host_is_not_a_resource(auth_service, live):
     tokens, _, _ = live
     assert verify(auth_service, tokens["access_token"], "https://other.example.test/mcp").status_code == 403
     assert verify(auth_service, tokens["access_token"], "http://time.example.test/mcp").status_code == 403
+
+
+# -- The verify cache: a grant checked once is answered from memory for a while (AUTH_VERIFY_CACHE_MS),
+# before Flask, with exactly the answer and counts of the whole check; anything else still gets the whole check.
+
+CACHE_TEN_SECONDS = {"AUTH_VERIFY_CACHE_MS": "10000"}  # the longest allowed
+
+
+def _checks(service, token: str | None, requests: list[tuple[str, str, str]]) -> list[httpx.Response]:
+    """(method, resource, X-Forwarded-Uri) checks on one keep-alive connection, so one gunicorn worker
+    (one cache) answers them all."""
+    answers = []
+    with httpx.Client(base_url=service.url, timeout=10) as http:
+        for method, resource, uri in requests:
+            parts = urlsplit(resource)
+            headers = {"X-Forwarded-Proto": parts.scheme, "X-Forwarded-Host": parts.netloc, "X-Forwarded-Uri": uri}
+            if token is not None:
+                headers["Authorization"] = f"Bearer {token}"
+            answers.append(http.request(method, "/verify", headers=headers))
+    return answers
+
+
+def _samples(service) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = httpx.get(f"{service.url}/metrics", timeout=10).text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def _answer(response: httpx.Response) -> tuple[int, list[tuple[str, str]], bytes]:
+    return response.status_code, [(k, v) for k, v in response.headers.multi_items() if k != "date"], response.content
+
+
+def test_a_cached_grant_is_answered_exactly_as_the_whole_check_answered_it(shared_services, github):
+    service = shared_services.get(env=CACHE_TEN_SECONDS)
+    token = login_tokens(service, github, register(service))["access_token"]
+    first, *cached = _checks(service, token, [("GET", TIME, "/mcp")] * 4)
+    assert first.status_code == 200 and first.headers["x-auth-user"] == "octocat"
+    assert all(_answer(again) == _answer(first) for again in cached)
+    # Traefik forwards the checked request's method: each is granted from the cache alike (HEAD without a body).
+    for method in ("POST", "DELETE", "HEAD", "OPTIONS"):
+        whole, again = _checks(service, token, [(method, TIME, "/mcp")] * 2)
+        assert _answer(whole)[:2] == _answer(again)[:2] == _answer(first)[:2]
+
+
+def test_a_cached_grant_gives_nothing_to_a_bad_path_another_resource_or_a_spoofed_scheme(shared_services, github):
+    """A token whose grant is in the cache, sent where the whole check refuses it: still refused, each
+    with the refusal the whole check gives (the cache is keyed by resource and consulted after the path)."""
+    service = shared_services.get(env=CACHE_TEN_SECONDS)
+    token = login_tokens(service, github, register(service))["access_token"]
+    granted, bad_path, smuggled, other_host, plain_http, fetch, outside, another = _checks(
+        service,
+        token,
+        [
+            ("GET", TIME, "/mcp"),
+            ("GET", TIME, "/mcp/../admin"),
+            ("GET", TIME, "/mcp/%2e%2e/admin"),
+            ("GET", "https://other.example.test/mcp", "/mcp"),
+            ("GET", "http://time.example.test/mcp", "/mcp"),
+            ("GET", FETCH, "/mcp"),
+            ("GET", TIME, "/elsewhere"),
+            ("GET", TIME, "/mcp"),
+        ],
+    )
+    assert granted.status_code == 200 and another.status_code == 200
+    assert bad_path.status_code == 400 and bad_path.json()["error"] == "invalid_request"
+    assert smuggled.status_code == 400
+    assert other_host.status_code == 403 and plain_http.status_code == 403
+    assert other_host.json() == {"error": "unknown_resource"}
+    # Another resource is another cache entry, and the token's audience is time, not fetch.
+    assert fetch.status_code == 401 and "not valid for this resource" in fetch.headers["www-authenticate"]
+    assert outside.status_code == 403
+    assert all("x-auth-user" not in r.headers for r in (bad_path, smuggled, other_host, plain_http, fetch, outside))
+    refused = _checks(service, None, [("GET", TIME, "/mcp")])[0]
+    assert refused.status_code == 401 and 'error="' not in refused.headers["www-authenticate"]
+    tampered = _checks(service, token[:-2] + ("AA" if token[-2:] != "AA" else "BB"), [("GET", TIME, "/mcp")])[0]
+    assert tampered.status_code == 401
+
+
+def test_cached_grants_are_counted_as_the_whole_check_counts_them(shared_services, github):
+    service = shared_services.get(env=CACHE_TEN_SECONDS)
+    token = login_tokens(service, github, register(service))["access_token"]
+    _checks(service, token, [("GET", TIME, "/mcp")])  # in the cache of one worker at least
+    before = _samples(service)
+    answers = _checks(service, token, [("GET", TIME, "/mcp")] * 5 + [("POST", TIME, "/mcp")] * 3)
+    assert [r.status_code for r in answers] == [200] * 8
+    after = _samples(service)
+
+    def added(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert added("mcpgw_auth_verify_total", outcome="allowed") == 8
+    assert added("mcpgw_auth_http_requests_total", endpoint="/verify", method="GET", status="200") == 5
+    assert added("mcpgw_auth_http_requests_total", endpoint="/verify", method="POST", status="200") == 3

@@ -62,10 +62,13 @@ def create_app(config: Mapping[str, object] | None = None) -> Flask:
     metrics.init_app(app)
 
     from . import verify, views
+    from .cached_verify import CachedGrants
 
     app.register_blueprint(views.bp)
     app.register_blueprint(verify.bp)
     _cimd_rate_limit(app, settings)
+    # Outermost first: the proxies' headers applied, then a cached /verify grant answered before Flask.
+    app.wsgi_app = web.behind_proxies(settings, CachedGrants(app.wsgi_app, settings))  # type: ignore[method-assign]
     return app
 
 

@@ -72,18 +72,51 @@ def path_problem(uri: str) -> str | None:
     return None
 
 
-def requested_resource(settings: Settings) -> Resource | None:
-    """The configured resource that Traefik's X-Forwarded-Proto/-Host/-Uri point at (a path that
+def resource_for(settings: Settings, scheme: str, host: str, uri: str) -> Resource | None:
+    """The configured resource that the request's scheme, host and X-Forwarded-Uri point at (a path that
     path_problem accepts)."""
-    scheme = request.scheme.lower()
-    host = request.host.lower()
+    scheme = scheme.lower()
+    host = host.lower()
     if scheme == "https" and host.endswith(":443"):
         host = host[:-4]
-    path = request.headers.get("X-Forwarded-Uri", "/").split("?", 1)[0]
+    path = uri.split("?", 1)[0]
     for item in settings.resources:
         if item.origin == f"{scheme}://{host}" and (path == item.path or path.startswith(item.path + "/")):
             return item
     return None
+
+
+def requested_resource(settings: Settings) -> Resource | None:
+    """The configured resource that Traefik's X-Forwarded-Proto/-Host/-Uri point at."""
+    return resource_for(settings, request.scheme, request.host, request.headers.get("X-Forwarded-Uri", "/"))
+
+
+def bearer_token(authorization: str) -> str | None:
+    """The token of an `Authorization: Bearer` header (scheme case-insensitive), or None."""
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return token
+
+
+def cache_key(resource: Resource, token: str) -> str:
+    return hashlib.sha256(f"{resource.resource}\0{token}".encode()).hexdigest()
+
+
+def cached_grant(settings: Settings, scheme: str, host: str, uri: str, authorization: str) -> dict[str, str] | None:
+    """The identity headers of a grant this process checked within the cache's lifetime, when the request
+    passes every check that comes before the cache (the path, the resource, a bearer token); None when
+    the request needs the whole check (verify() below), whatever its outcome will be."""
+    if settings.verify_cache_seconds <= 0 or path_problem(uri) is not None:
+        return None
+    resource = resource_for(settings, scheme, host, uri)
+    if resource is None:
+        return None
+    token = bearer_token(authorization)
+    if token is None:
+        return None
+    return _cached(cache_key(resource, token))
 
 
 def prm_url(resource: Resource) -> str:
@@ -131,7 +164,11 @@ def _remember(key: str, token_exp: float, headers: dict[str, str], seconds: floa
         _cache[key] = (time.time() + seconds, token_exp, headers)
 
 
-@bp.route("/verify", methods=["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"])
+# Traefik forwards the method of the request it checks.
+METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
+
+
+@bp.route("/verify", methods=list(METHODS))
 def verify():
     settings: Settings = current_app.config["SETTINGS"]
     problem = path_problem(request.headers.get("X-Forwarded-Uri", "/"))
@@ -148,14 +185,12 @@ def verify():
         response = Response('{"error":"unknown_resource"}', status=403, mimetype="application/json")
         response.headers["Cache-Control"] = "no-store"
         return response
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
+    token = bearer_token(request.headers.get("Authorization", ""))
+    if token is None:
         # Every MCP client's first request: counted, as the start of discovery rather than an attack.
         _refused("no_token")
         return challenge(settings, resource, 401)
-    key = hashlib.sha256(f"{resource.resource}\0{token}".encode()).hexdigest()
+    key = cache_key(resource, token)
     headers = _cached(key)
     if headers is None:
         keys: KeyRing = current_app.extensions["mcpgw_keys"]

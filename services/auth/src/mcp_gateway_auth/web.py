@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from collections.abc import Callable
+from typing import Any
 
 from flask import Flask, Response, current_app, render_template, request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
@@ -100,11 +102,17 @@ def _is_cors_path() -> bool:
     return request.path.startswith(CORS_PATHS)
 
 
+def behind_proxies(settings: Settings, wsgi_app: Callable[..., Any]) -> Callable[..., Any]:
+    """The WSGI app that takes the client's address, scheme and host from the trusted proxies'
+    X-Forwarded-* headers (AUTH_TRUSTED_PROXY_HOPS), before anything else reads them."""
+    hops = settings.trusted_proxy_hops
+    if not hops:
+        return wsgi_app
+    return ProxyFix(wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=0, x_prefix=0)
+
+
 def init_app(app: Flask) -> None:
     settings: Settings = app.config["SETTINGS"]
-    hops = settings.trusted_proxy_hops
-    if hops:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=0, x_prefix=0)
     app.session_interface = CookieSessionInterface()
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["RATELIMIT_STORAGE_URI"] = settings.limits_storage_uri
