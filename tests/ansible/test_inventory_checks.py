@@ -31,6 +31,18 @@ def servers(*extra: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 GOOD = "the example inventory with its GitHub app filled in"
+# Gateway hosts of several behind one name (with the two refused cases in BROKEN), which pass.
+GOOD_SEVERAL = {
+    "several gateway hosts with dns-01": {
+        "gateway_private_address": "10.0.2.13",
+        "gateway_acme_challenge": "dns",
+        "gateway_acme_dns_provider": "cloudflare",
+    },
+    "several gateway hosts with http-01 pinned to one host by the balancer": {
+        "gateway_private_address": "10.0.2.14",
+        "gateway_acme_http_pinned": True,
+    },
+}
 GOOD_OIDC = "the example inventory signing in through an OpenID Connect provider"
 OIDC = {
     "auth_idp": "oidc",
@@ -128,6 +140,21 @@ BROKEN: dict[str, tuple[dict[str, Any], list[str]]] = {
         {"gateway_acme_challenge": "dns"},
         ["gateway_acme_challenge is dns, so gateway_acme_dns_provider must name"],
     ),
+    # The cases below that name a gateway_private_address are, together, one gateway of several hosts
+    # behind one name (roles/gateway/vars/main.yml: _gateway_hosts); the others are single hosts.
+    "several gateway hosts with http-01": (
+        {"gateway_private_address": "10.0.2.11"},
+        [
+            "gateway_acme_challenge is http with 4 gateway hosts behind one name",
+            "the CA's validation request reaches any of them",
+            "Use gateway_acme_challenge dns",
+            "set gateway_acme_http_pinned true if your balancer sends /.well-known/acme-challenge/ to one host",
+        ],
+    ),
+    "several gateway hosts with tls-alpn-01": (
+        {"gateway_private_address": "10.0.2.12", "gateway_acme_challenge": "tls"},
+        ["gateway_acme_challenge is tls with 4 gateway hosts", "sends the TLS-ALPN-01 handshake to one host"],
+    ),
     "acme e-mail that is no address": (
         {"gateway_acme_email": "admin-at-example.com"},
         ["gateway_acme_email must be empty or an e-mail address; got 'admin-at-example.com'"],
@@ -193,7 +220,7 @@ BROKEN: dict[str, tuple[dict[str, Any], list[str]]] = {
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     """Each case's last result (its first failed check, or the last passed one), from one run."""
     tmp = tmp_path_factory.mktemp("inventory-checks")
-    cases = {GOOD: {}, GOOD_OIDC: OIDC, **{case: variables for case, (variables, _) in BROKEN.items()}}
+    cases = {GOOD: {}, GOOD_OIDC: OIDC, **GOOD_SEVERAL, **{case: variables for case, (variables, _) in BROKEN.items()}}
     hosts = {f"case-{i}": case for i, case in enumerate(cases)}
     inventory = tmp / "inventory"
     (inventory / "group_vars").mkdir(parents=True)
@@ -236,6 +263,13 @@ def messages(outcome: dict[str, Any]) -> str:
 
 def test_the_example_inventory_passes(outcomes: dict[str, dict[str, Any]]) -> None:
     assert not outcomes[GOOD].get("failed"), messages(outcomes[GOOD])
+
+
+@pytest.mark.parametrize("case", sorted(GOOD_SEVERAL))
+def test_several_gateway_hosts_pass_with_a_challenge_that_reaches_the_host_that_asked(
+    case: str, outcomes: dict[str, dict[str, Any]]
+) -> None:
+    assert not outcomes[case].get("failed"), messages(outcomes[case])
 
 
 def test_an_openid_connect_inventory_needs_no_github_app(outcomes: dict[str, dict[str, Any]]) -> None:

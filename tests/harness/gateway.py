@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 
 from tests.harness.names import resolve_names
 from tests.harness.pebble import Pebble
-from tests.harness.playbook import Blanks, RenderedFiles, example_group_vars, rendered
+from tests.harness.playbook import Blanks, RenderedFiles, example_group_vars, read_env_file, rendered
 from tests.harness.procs import LOOPBACK, ManagedProcess, free_port, wait_until
 from tests.harness.traefik import traefik_binary
 
@@ -49,11 +50,11 @@ def example_servers() -> list[dict[str, Any]]:
     return [*servers, {"name": "echo", "pip": "none", "command": "none"}]
 
 
-def gateway_files(cache: Path, **extra: Any) -> RenderedFiles:
+def gateway_files(cache: Path, blanks: Blanks | None = None, **extra: Any) -> RenderedFiles:
     """inventory.example, with `example_servers()`, rendered for a gateway on loopback: its ports, Pebble
-    as the ACME CA, the GitHub stub, the API on for the tests (and `extra` variables). Rendered once in
-    `cache`, then reused."""
-    blanks = Blanks()
+    as the ACME CA, the GitHub stub, the API on for the tests (and `extra` variables, which may use stand-ins
+    of `blanks`). Rendered once in `cache`, then reused."""
+    blanks = blanks or Blanks()
     github = f"http://{LOOPBACK}:{blanks.port('github')}"
     return rendered(
         cache,
@@ -79,10 +80,10 @@ def gateway_files(cache: Path, **extra: Any) -> RenderedFiles:
     )
 
 
-def certificate_served(host: str, port: int, ca_file: Path) -> bool:
+def certificate_served(host: str, port: int, ca_file: Path, address: str = LOOPBACK) -> bool:
     context = ssl.create_default_context(cafile=str(ca_file))
     try:
-        with socket.create_connection((LOOPBACK, port), timeout=2) as sock:
+        with socket.create_connection((address, port), timeout=2) as sock:
             with context.wrap_socket(sock, server_hostname=host):
                 return True
     except (OSError, ssl.SSLError):
@@ -96,22 +97,34 @@ class Gateway:
     `github` (ports), `redis-password`, `github-client-id`, `github-client-secret`, and `mcp-<name>` (the
     port of a server's backend; a server the test does not run gets a port nothing listens on). The files
     are written at construction, so a test can start its backends from them (`config_dir`) first.
+
+    Several gateways (gateway hosts) may share one `pebble` that the test starts and stops; without it the
+    gateway has a Pebble of its own, validating HTTP-01 and TLS-ALPN-01 on this gateway's ports.
     """
 
-    def __init__(self, workdir: Path, files: RenderedFiles, backends: Mapping[str, int | str]) -> None:
+    def __init__(
+        self, workdir: Path, files: RenderedFiles, backends: Mapping[str, int | str], pebble: Pebble | None = None
+    ) -> None:
         self.workdir = Path(workdir)
         self.http_port, self.https_port, self.api_port = free_port(), free_port(), free_port()
-        self.pebble = Pebble(self.workdir / "pebble", http_port=self.http_port, tls_port=self.https_port)
+        self._own_pebble = pebble is None
+        self.pebble = pebble or Pebble(self.workdir / "pebble", http_port=self.http_port, tls_port=self.https_port)
         own = {"http": self.http_port, "https": self.https_port, "traefik": self.api_port}
         unused = {name: free_port() for name in files.blanks.names if name.startswith("mcp-")}
         values = {**unused, **backends, **own, "acme": self.pebble.acme_port}
         self.root = files.fill(self.workdir / "rendered", values)
         self.ca_file = self.workdir / "pebble-root.pem"
+        static = yaml.safe_load((self.traefik_dir / "traefik.yml").read_text())
+        # The address the public entry points listen on (traefik_listen_address; loopback by default).
+        self.address = static["entryPoints"]["websecure"]["address"].rsplit(":", 1)[0] or LOOPBACK
+        # As systemd starts it: the unit's EnvironmentFile (the DNS provider's settings) in its environment.
+        env_file = self.traefik_dir / "traefik.env"
+        provider_env = read_env_file(env_file) if env_file.exists() else {}
         self.traefik = ManagedProcess(
             "traefik",
             [traefik_binary(), f"--configfile={self.traefik_dir / 'traefik.yml'}"],
             log_dir=self.workdir,
-            env={**os.environ, "LEGO_CA_CERTIFICATES": str(self.pebble.api_ca_path)},
+            env={**os.environ, **provider_env, "LEGO_CA_CERTIFICATES": str(self.pebble.api_ca_path)},
         )
 
     @property
@@ -143,16 +156,21 @@ class Gateway:
         """Traefik's own API (on the internal loopback entry point), e.g. `http/routers`."""
         return httpx.get(f"http://{LOOPBACK}:{self.api_port}/api/{path}", timeout=5).json()
 
+    def serves_certificate(self, name: str) -> bool:
+        """Traefik answers a handshake for `name` with a certificate for it that chains to Pebble's root."""
+        return certificate_served(name, self.https_port, self.ca_file, self.address)
+
     def start(self, hosts: Sequence[str] | None = None, timeout: float = 120.0) -> Gateway:
         """Pebble, then Traefik; returns once each of `hosts` (default: all) is served with a certificate
         Pebble issued (Traefik asks for the others in the background)."""
-        self.pebble.start()
+        if self._own_pebble:
+            self.pebble.start()
         try:
             self.pebble.write_root(self.ca_file)
             self.traefik.start().wait_for_http(f"http://{LOOPBACK}:{self.api_port}/ping", timeout=30)
             for host in self.hosts if hosts is None else hosts:
                 name = f"{host}.{DOMAIN}"
-                if not wait_until(lambda n=name: certificate_served(n, self.https_port, self.ca_file), timeout, 0.2):
+                if not wait_until(lambda n=name: self.serves_certificate(n), timeout, 0.2):
                     raise AssertionError(f"no Pebble certificate for {name}; traefik log:\n{self.traefik.log_tail(40)}")
         except BaseException:
             self.stop()
@@ -161,7 +179,8 @@ class Gateway:
 
     def stop(self) -> None:
         self.traefik.stop()
-        self.pebble.stop()
+        if self._own_pebble:
+            self.pebble.stop()
 
     def __enter__(self) -> Gateway:
         return self.start()

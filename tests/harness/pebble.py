@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import socket
 import ssl
+import struct
 from pathlib import Path
 
 import httpx
@@ -105,6 +108,32 @@ class Pebble:
         response = httpx.get(url, verify=self._verify(), timeout=5)
         response.raise_for_status()
         return response.text
+
+    def txt_records(self, name: str) -> list[str]:
+        """The TXT values challtestsrv's DNS server answers for `name` now (what Pebble would see)."""
+        query_id = secrets.randbits(16)
+        labels = b"".join(bytes([len(label)]) + label.encode() for label in name.rstrip(".").split("."))
+        # One question, recursion desired; QTYPE TXT (16), QCLASS IN (1).
+        query = struct.pack("!HHHHHH", query_id, 0x0100, 1, 0, 0, 0) + labels + b"\0" + struct.pack("!HH", 16, 1)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(5)
+            sock.sendto(query, (LOOPBACK, self.dns_port))
+            answer = sock.recv(4096)
+        answer_id, _, _, count = struct.unpack("!HHHH", answer[:8])
+        assert answer_id == query_id
+        offset, values = len(query), []
+        for _ in range(count):
+            # The answer's name (labels up to a zero byte, or ending in a 2-byte pointer), then type, class,
+            # TTL, length and data.
+            while answer[offset] and answer[offset] < 0xC0:
+                offset += 1 + answer[offset]
+            offset += 2 if answer[offset] >= 0xC0 else 1
+            kind, _, _, length = struct.unpack("!HHIH", answer[offset : offset + 10])
+            offset += 10
+            data, offset = answer[offset : offset + length], offset + length
+            if kind == 16:
+                values.append(data[1 : 1 + data[0]].decode())
+        return values
 
     def write_root(self, path: Path) -> Path:
         path.write_text(self.root_pem())
