@@ -93,21 +93,22 @@ def ensure_arms() -> None:
 class HttpConn:
     """One keep-alive connection: a request, then its whole response (Content-Length or chunked)."""
 
-    def __init__(self, port: int, path: str) -> None:
+    def __init__(self, port: int, path: str, host: str = LOOPBACK) -> None:
+        self.host = host
         self.port = port
         self.path = path
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
     async def _connect(self) -> None:
-        self.reader, self.writer = await asyncio.open_connection(LOOPBACK, self.port)
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
 
     async def request(self, method: str, headers: dict[str, str], body: bytes = b"") -> tuple[int, dict, bytes]:
         for attempt in (1, 2):
             if self.writer is None:
                 await self._connect()
             assert self.reader is not None and self.writer is not None
-            head = f"{method} {self.path} HTTP/1.1\r\nHost: {LOOPBACK}:{self.port}\r\nContent-Length: {len(body)}\r\n"
+            head = f"{method} {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Length: {len(body)}\r\n"
             head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
             self.writer.write(head.encode() + b"\r\n" + body)
             try:
@@ -164,8 +165,8 @@ def _answer(headers: dict, body: bytes, request_id: int) -> dict:
 class HttpClient:
     """One MCP client over Streamable HTTP: a handshake-era session, or 2026-07-28 requests."""
 
-    def __init__(self, port: int, path: str, era: str) -> None:
-        self.conn = HttpConn(port, path)
+    def __init__(self, port: int, path: str, era: str, host: str = LOOPBACK) -> None:
+        self.conn = HttpConn(port, path, host)
         self.era = era
         self.session: str | None = None
         self.ids = 0
@@ -360,13 +361,14 @@ def _proc_table() -> dict[int, tuple[int, str]]:
 
 
 def bridge_processes(pid: int, server: str) -> list[int]:
-    """The bridge process and its descendants, less the MCP server processes (and theirs)."""
+    """The bridge process and its descendants, less the MCP server processes (and theirs); with `server`
+    empty, every descendant (any process tree: gunicorn's workers, a bridge with its children)."""
     table = _proc_table()
     found, todo = [pid], [pid]
     while todo:
         parent = todo.pop()
         for child, (ppid, cmdline) in table.items():
-            if ppid == parent and server not in cmdline:
+            if ppid == parent and not (server and server in cmdline):
                 found.append(child)
                 todo.append(child)
     return found

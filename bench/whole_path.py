@@ -91,8 +91,8 @@ log: {{level: ERROR}}
 class GatewayClient(HttpClient):
     """An MCP client as it reaches the gateway: the public host, the forwarded scheme, a bearer token."""
 
-    def __init__(self, port: int, era: str, token: str) -> None:
-        super().__init__(port, "/mcp", era)
+    def __init__(self, port: int, era: str, token: str, host: str = LOOPBACK) -> None:
+        super().__init__(port, "/mcp", era, host)
         self.extra = {**FORWARDED, "Authorization": f"Bearer {token}"}
 
     def _headers(self, method: str) -> dict[str, str]:

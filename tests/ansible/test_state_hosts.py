@@ -25,25 +25,28 @@ EVERY_HOST_PLAYBOOK = HERE / "validate_every_host.yml"
 RENDER_STATE_PLAYBOOK = HERE / "render_state.yml"
 
 ADDRESSES = {"s1": "10.0.2.103", "s2": "10.0.2.104", "s3": "10.0.2.105"}
+GATEWAY_ADDRESSES = {"gw1": "10.0.2.101", "gw2": "10.0.2.102"}
 PASSWORDS = {"redis_password": "test-redis-password", "redis_sentinel_password": "test-sentinel-password"}
 
 
 def inventory(
     *,
+    gateway: list[str] | None = None,
     redis: list[str] | None = None,
     sentinel: list[str] | None = None,
     host_vars: dict[str, dict] | None = None,
     group_vars: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Two gateway hosts and three state hosts that are Redis servers and Sentinels both (the shape of
-    the contract), changed by the arguments."""
+    """A gateway host and three state hosts that are Redis servers and Sentinels both (the shape of the
+    contract, with one gateway host unless `gateway` names more), changed by the arguments."""
+    gateway = ["gw1"] if gateway is None else gateway
     redis = ["s1", "s2", "s3"] if redis is None else redis
     sentinel = ["s1", "s2", "s3"] if sentinel is None else sentinel
-    hosts = {name: {"gateway_private_address": address} for name, address in ADDRESSES.items()}
+    hosts = {name: {"gateway_private_address": a} for name, a in {**GATEWAY_ADDRESSES, **ADDRESSES}.items()}
     for name, values in (host_vars or {}).items():
         hosts.setdefault(name, {}).update(values)
     groups: dict[str, Any] = {
-        "gateway": {"hosts": {"gw1": {"gateway_private_address": "10.0.2.101"}}},
+        "gateway": {"hosts": {h: hosts.get(h, {}) for h in gateway}},
         "redis": {"hosts": {h: hosts.get(h, {}) for h in redis}},
         "sentinel": {"hosts": {h: hosts.get(h, {}) for h in sentinel}},
     }
@@ -89,9 +92,45 @@ SHAPES: dict[str, tuple[dict[str, Any], str | None]] = {
         inventory(redis=[]),
         "The inventory has a sentinel group but no redis group",
     ),
+    "two gateway hosts and three state hosts on the private network": (inventory(gateway=["gw1", "gw2"]), None),
     "a state host without its private address": (
         inventory(host_vars={"s2": {"gateway_private_address": ""}}),
-        "s2 has no gateway_private_address (an IP address)",
+        "gateway_private_address is missing on s2: with a redis group every host of the gateway, redis and"
+        " sentinel groups needs one",
+    ),
+    "a gateway host without its private address": (
+        inventory(gateway=["gw1", "gw2"], host_vars={"gw2": {"gateway_private_address": ""}}),
+        "gateway_private_address is missing on gw2: with a redis group",
+    ),
+    "several hosts without their private address, all named": (
+        inventory(
+            gateway=["gw1", "gw2"],
+            host_vars={"gw1": {"gateway_private_address": ""}, "s3": {"gateway_private_address": ""}},
+        ),
+        "gateway_private_address is missing on gw1, s3: with a redis group",
+    ),
+    "a private address that is not an address": (
+        inventory(host_vars={"s1": {"gateway_private_address": "state1.internal"}}),
+        "the gateway_private_address of s1 (state1.internal) is not an IP address",
+    ),
+    "a gateway host outside the private network": (
+        inventory(gateway=["gw1", "gw2"], host_vars={"gw2": {"gateway_private_address": "10.0.3.102"}}),
+        "the gateway_private_address of gw2 (10.0.3.102) is outside gateway_private_network 10.0.2.0/24",
+    ),
+    "a state host outside the private network": (
+        inventory(host_vars={"s3": {"gateway_private_address": "192.168.1.5"}}),
+        "the gateway_private_address of s3 (192.168.1.5) is outside gateway_private_network 10.0.2.0/24",
+    ),
+    "hosts on an IPv6 private network": (
+        inventory(
+            gateway=["gw1", "gw2"],
+            host_vars={
+                name: {"gateway_private_address": f"fd00:2::{index}"}
+                for index, name in enumerate(["gw1", "gw2", "s1", "s2", "s3"], start=1)
+            },
+            group_vars={"gateway_private_network": "fd00:2::/64"},
+        ),
+        None,
     ),
     "no private network named": (
         inventory(group_vars={"gateway_private_network": ""}),
@@ -164,6 +203,13 @@ def test_state_hosts_need_none_of_the_gateways_own_settings(tmp_path: Path) -> N
     result = run_playbook(EVERY_HOST_PLAYBOOK, tmp_path / "ansible-2", {}, inventory=path)
     assert result.returncode != 0 and "gateway_domain must be a lower-case DNS name" in result.stdout
     assert "failed: [s1]" not in result.stdout and "fatal: [s1]" not in result.stdout, result.stdout[-3000:]
+
+
+def test_a_refusal_of_private_addresses_names_the_hosts_at_fault_and_no_other(shape_outcomes: dict[str, str]) -> None:
+    missing = shape_outcomes["a gateway host without its private address"]
+    assert "missing on gw2:" in missing and "gw1" not in missing.split("missing on")[1].split(":")[0]
+    outside = shape_outcomes["a gateway host outside the private network"]
+    assert "of gw1" not in outside and "of s1" not in outside and "missing on" not in outside
 
 
 # -- what the roles write ------------------------------------------------------------------------------

@@ -69,14 +69,17 @@ class AuthService:
         port: int | None = None,
         workers: int = 1,
         test_mode: bool = False,
+        host: str = LOOPBACK,
     ) -> None:
+        """`host`: the loopback address to bind (127.0.0.x), for several gateway hosts on one machine."""
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port = port or free_port()
+        self.host = host
+        self.port = port or free_port(host)
         self.signing_keys = list(signing_keys or [write_rsa_key(self.workdir / "signing-1.pem")])
         users = allowed_users if isinstance(allowed_users, str) else ",".join(allowed_users)
         self.env: dict[str, str] = {
-            "AUTH_BIND": f"{LOOPBACK}:{self.port}",
+            "AUTH_BIND": f"{host}:{self.port}",
             "AUTH_WORKERS": str(workers),
             "AUTH_ISSUER": issuer,
             "AUTH_REDIS_URL": redis_url,
@@ -118,7 +121,7 @@ class AuthService:
 
     @property
     def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def issuer(self) -> str:

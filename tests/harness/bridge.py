@@ -42,9 +42,11 @@ class Bridge:
         env: Mapping[str, str] | None = None,
         name: str = "mcp-proxy",
         startup_timeout: float = 60.0,
+        host: str = LOOPBACK,
     ) -> None:
-        self.port = free_port()
-        self.host = LOOPBACK
+        """`host`: the loopback address to listen on (127.0.0.x), for several gateway hosts on one machine."""
+        self.port = free_port(host)
+        self.host = host
         self.startup_timeout = startup_timeout
         argv = [mcp_proxy_executable(), "--host", self.host, "--port", str(self.port)]
         for key, value in (options or {}).items():
