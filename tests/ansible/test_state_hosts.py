@@ -21,6 +21,7 @@ pytestmark = pytest.mark.slow
 
 HERE = Path(__file__).parent
 SHAPE_PLAYBOOK = HERE / "validate_state.yml"
+EVERY_HOST_PLAYBOOK = HERE / "validate_every_host.yml"
 RENDER_STATE_PLAYBOOK = HERE / "render_state.yml"
 
 ADDRESSES = {"s1": "10.0.2.103", "s2": "10.0.2.104", "s3": "10.0.2.105"}
@@ -183,6 +184,25 @@ def test_a_refusal_names_only_what_is_wrong(shape_outcomes: dict[str, str]) -> N
     """The quorum case's message says nothing of the Sentinels' number, which is fine."""
     output = shape_outcomes["a quorum larger than the Sentinels"]
     assert "odd number" not in output and "3 or more" not in output
+
+
+def test_state_hosts_need_none_of_the_gateways_own_settings(tmp_path: Path) -> None:
+    """The gateway's settings (domain, identity provider, MCP servers) in group_vars/gateway.yml, as the
+    README's multi-host inventory has them: the state hosts pass the checks every play starts with, and a
+    gateway host is still checked."""
+    path = write_inventory(tmp_path, inventory())
+    settings = yaml.safe_load((path / "group_vars" / "all.yml").read_text())
+    credentials = {"auth_github_client_id": "test-client", "auth_github_client_secret": "test-secret"}
+    (path / "group_vars" / "gateway.yml").write_text(yaml.safe_dump({**settings, **credentials}))
+    (path / "group_vars" / "all.yml").write_text(yaml.safe_dump(inventory()["all"]["vars"]))
+    result = run_playbook(EVERY_HOST_PLAYBOOK, tmp_path / "ansible", {}, inventory=path)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "ok: [s1]" in result.stdout and "ok: [gw1]" in result.stdout, result.stdout[-3000:]
+
+    (path / "group_vars" / "gateway.yml").write_text(yaml.safe_dump({**settings, **credentials, "gateway_domain": ""}))
+    result = run_playbook(EVERY_HOST_PLAYBOOK, tmp_path / "ansible-2", {}, inventory=path)
+    assert result.returncode != 0 and "gateway_domain must be a lower-case DNS name" in result.stdout
+    assert "failed: [s1]" not in result.stdout and "fatal: [s1]" not in result.stdout, result.stdout[-3000:]
 
 
 def test_a_refusal_of_private_addresses_names_the_hosts_at_fault_and_no_other(shape_outcomes: dict[str, str]) -> None:
