@@ -451,25 +451,31 @@ async def sequential(arms: dict[str, Arm], calls: int) -> dict[str, dict[str, fl
     }
 
 
-async def throughput(arm: Arm, clients: int, seconds: float, server: str) -> dict[str, float]:
-    """``clients`` clients in a closed loop for ``seconds``: calls/s and the bridge's CPU per call."""
-    opened = [arm.make() for _ in range(clients)]
+async def opened(arm: Arm, clients: int) -> list[Any]:
+    """``clients`` clients of ``arm``, open (sessions made) and warmed up by one call each."""
+    made = [arm.make() for _ in range(clients)]
     gate = asyncio.Semaphore(2)  # opening is not what this measures: no burst of server starts
 
     async def open_one(client: Any) -> None:
         async with gate:
             await client.open()
 
-    await asyncio.gather(*(open_one(c) for c in opened))
-    await asyncio.gather(*(c.call() for c in opened))  # warm-up
+    await asyncio.gather(*(open_one(c) for c in made))
+    await asyncio.gather(*(c.call() for c in made))
+    return made
+
+
+async def throughput(arm: Arm, clients: int, seconds: float, server: str) -> dict[str, float]:
+    """``clients`` clients in a closed loop for ``seconds``: calls/s and the bridge's CPU per call."""
+    clients_open = await opened(arm, clients)
     pids = bridge_processes(arm.pid, server) if arm.pid else []
     cpu_before = cpu_seconds(pids)
-    count, elapsed = await closed_loop(opened, seconds)
+    count, elapsed = await closed_loop(clients_open, seconds)
     figures = {"calls_per_s": round(count / elapsed, 1)}
     if arm.pid:
         figures["cpu_ms_per_call"] = round((cpu_seconds(pids) - cpu_before) * 1000 / count, 3)
         figures["tree_pss_mib"] = tree_pss_mib(arm.pid)
-    await asyncio.gather(*(c.close() for c in opened))
+    await asyncio.gather(*(c.close() for c in clients_open))
     return figures
 
 

@@ -63,6 +63,7 @@ from bridge_roundtrip import (  # noqa: E402
     bridge_processes,
     closed_loop,
     cpu_seconds,
+    opened,
 )
 from bridge_roundtrip import sequential as sequential_calls  # noqa: E402
 from forward_auth_connections import closed_since  # noqa: E402
@@ -156,20 +157,6 @@ async def loaded(arm: Arm, clients: int, seconds: float, parts: Parts) -> dict[s
         "calls_per_s": round(count / elapsed, 1),
         "cpu_ms_per_call": {part: round((after[part] - before[part]) * 1000 / count, 3) for part in before},
     }
-
-
-async def opened(arm: Arm, clients: int) -> list[Any]:
-    """``clients`` clients of ``arm``, open (sessions made) and warmed up by one call each."""
-    made = [arm.make() for _ in range(clients)]
-    gate = asyncio.Semaphore(2)  # opening is not what this measures: no burst of server starts
-
-    async def open_one(client: Any) -> None:
-        async with gate:
-            await client.open()
-
-    await asyncio.gather(*(open_one(c) for c in made))
-    await asyncio.gather(*(c.call() for c in made))
-    return made
 
 
 async def interleaved(
