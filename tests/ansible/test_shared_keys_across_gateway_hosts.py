@@ -62,7 +62,9 @@ def _inventory(tmp_path: Path, hosts: dict[str, Path], *, private: bool = True) 
         | ({"gateway_private_address": f"10.0.2.{100 + index}"} if private else {})
         for index, (name, root) in enumerate(hosts.items(), start=1)
     }
-    group_vars = {"ansible_connection": "local", "auth_user": "root"}
+    # Several hosts behind one name need an ACME challenge that reaches the host that asked (the preflight):
+    # the example's HTTP-01, as behind a balancer that pins the challenge path to one host.
+    group_vars = {"ansible_connection": "local", "auth_user": "root", "gateway_acme_http_pinned": private}
     (inventory / "hosts.yml").write_text(json.dumps({"gateway": {"hosts": host_vars, "vars": group_vars}}))
     return inventory
 
