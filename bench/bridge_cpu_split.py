@@ -31,11 +31,11 @@ from bridge_roundtrip import (  # noqa: E402
     Arm,
     HttpClient,
     StdioClient,
-    _proc_table,
     _spares_ready,
     bridge_processes,
     closed_loop,
     cpu_seconds,
+    process_tree,
 )
 from bridge_roundtrip import sequential as sequential_calls  # noqa: E402
 
@@ -43,18 +43,6 @@ import tests.harness.bridge as harness  # noqa: E402
 from tests.harness.mcp_servers import mcp_server_argv  # noqa: E402
 
 CLIENTS = 16
-
-
-def tree(pid: int) -> list[int]:
-    table = _proc_table()
-    found, todo = [pid], [pid]
-    while todo:
-        parent = todo.pop()
-        for child, (ppid, _) in table.items():
-            if ppid == parent:
-                found.append(child)
-                todo.append(child)
-    return found
 
 
 def own_cpu() -> float:
@@ -69,7 +57,7 @@ async def loop(arm: Arm, seconds: float, server: str) -> dict[str, float]:
     await asyncio.gather(*(c.call() for c in clients))
     if arm.pid:
         bridge = bridge_processes(arm.pid, server)
-        children = [p for p in tree(arm.pid) if p not in bridge]
+        children = [p for p in process_tree(arm.pid) if p not in bridge]
     else:
         bridge, children = [], [c.process.pid for c in clients]
     before = own_cpu(), cpu_seconds(bridge), cpu_seconds(children)

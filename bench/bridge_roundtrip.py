@@ -44,6 +44,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from profile_summary import summary  # noqa: E402
+
 from tests.harness.bridge import Bridge  # noqa: E402
 from tests.harness.mcp_servers import mcp_server_argv  # noqa: E402
 from tests.harness.procs import LOOPBACK, ManagedProcess, free_port  # noqa: E402
@@ -385,7 +387,8 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def tree_pss_mib(pid: int) -> float:
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every process below it."""
     table = _proc_table()
     found, todo = [pid], [pid]
     while todo:
@@ -394,6 +397,11 @@ def tree_pss_mib(pid: int) -> float:
             if ppid == parent:
                 found.append(child)
                 todo.append(child)
+    return found
+
+
+def tree_pss_mib(pid: int) -> float:
+    found = process_tree(pid)
     total = 0
     for p in found:
         try:
@@ -581,33 +589,7 @@ async def profile(arm: Arm, options: argparse.Namespace, server: str) -> dict[st
     )
     await throughput(arm, options.clients, options.seconds + 1, server)
     await spy.wait()
-    own: dict[str, int] = {}
-    inclusive: dict[str, int] = {}
-    total = 0
-    for line in out.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        frames = stack.split(";")
-        total += int(count)
-        leaf = frames[-1].split(" (")[0] + " (" + frames[-1].split("/")[-1]
-        own[leaf] = own.get(leaf, 0) + int(count)
-        for area in {_area(f) for f in frames}:
-            inclusive[area] = inclusive.get(area, 0) + int(count)
-    top = sorted(own.items(), key=lambda kv: -kv[1])[:25]
-    return {
-        "samples": total,
-        "own_top": {k: round(v / total, 3) for k, v in top},
-        "inclusive_by_area": {k: round(v / total, 3) for k, v in sorted(inclusive.items(), key=lambda kv: -kv[1])},
-    }
-
-
-def _area(frame: str) -> str:
-    """The package (or the bridge's module) a py-spy frame belongs to."""
-    path = frame.rsplit("(", 1)[-1]
-    if "mcp_gateway_proxy/" in path:
-        return "mcp_gateway_proxy." + path.split("mcp_gateway_proxy/")[1].split(".py")[0]
-    if "site-packages/" in path:
-        return path.split("site-packages/")[1].split("/")[0].split(".py")[0]
-    return "python"
+    return summary([out], top=25)
 
 
 async def main(options: argparse.Namespace) -> dict[str, Any]:

@@ -51,7 +51,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).parent))
 
 from auth_verify import FORWARDED, mint_ours, ours  # noqa: E402
-from bridge_cpu_split import own_cpu, tree  # noqa: E402
+from bridge_cpu_split import own_cpu  # noqa: E402
 from bridge_roundtrip import (  # noqa: E402
     BENCH,
     HANDSHAKE,
@@ -64,9 +64,11 @@ from bridge_roundtrip import (  # noqa: E402
     closed_loop,
     cpu_seconds,
     opened,
+    process_tree,
 )
 from bridge_roundtrip import sequential as sequential_calls  # noqa: E402
 from forward_auth_connections import closed_since  # noqa: E402
+from profile_summary import summary  # noqa: E402
 
 from bench.report import RESULTS, write_results  # noqa: E402
 from tests.harness.auth import write_rsa_key  # noqa: E402
@@ -135,9 +137,9 @@ class Parts:
         self.traefik, self.auth, self.redis, self.bridge, self.server = traefik, auth, redis, bridge, server
 
     def find(self) -> dict[str, list[int]]:
-        pids = {"traefik": [self.traefik], "auth": tree(self.auth), "redis": [self.redis]}
+        pids = {"traefik": [self.traefik], "auth": process_tree(self.auth), "redis": [self.redis]}
         pids["bridge"] = bridge_processes(self.bridge, self.server)
-        pids["children"] = [pid for pid in tree(self.bridge) if pid not in pids["bridge"]]
+        pids["children"] = [pid for pid in process_tree(self.bridge) if pid not in pids["bridge"]]
         return pids
 
     @staticmethod
@@ -258,54 +260,12 @@ def ensure_py_spy() -> Path:
     return venv / "bin" / "py-spy"
 
 
-def _area(frame: str) -> str:
-    """The package a py-spy frame belongs to (py-spy names a file relative to its entry of sys.path): the
-    bridge's and the auth service's by module, the standard library as `stdlib`."""
-    path = frame.rsplit("(", 1)[-1].rsplit(":", 1)[0]
-    for package in ("mcp_gateway_proxy/", "mcp_gateway_auth/"):
-        if package in path:
-            return package[:-1] + "." + path.split(package)[1].split(".py")[0]
-    if "site-packages/" in path:
-        path = path.split("site-packages/")[1]
-    top = path.split("/")[0]
-    if "/" not in path or top in {"concurrent", "asyncio", "email", "http", "json", "logging", "urllib"}:
-        return "stdlib"
-    return top
-
-
-def summary(raw: list[Path]) -> dict[str, Any]:
-    """Own-time top entries and the inclusive share of each package, over py-spy's raw output files."""
-    own: dict[str, int] = {}
-    own_by_area: dict[str, int] = {}
-    inclusive: dict[str, int] = {}
-    total = 0
-    for path in raw:
-        for line in path.read_text().splitlines():
-            stack, _, count = line.rpartition(" ")
-            frames = [f for f in stack.split(";") if not f.startswith(("process ", "thread "))]
-            if not frames:
-                continue
-            total += int(count)
-            leaf = frames[-1].split(" (")[0] + " (" + frames[-1].split("/")[-1]
-            own[leaf] = own.get(leaf, 0) + int(count)
-            own_by_area[_area(frames[-1])] = own_by_area.get(_area(frames[-1]), 0) + int(count)
-            for area in {_area(f) for f in frames}:
-                inclusive[area] = inclusive.get(area, 0) + int(count)
-    top = sorted(own.items(), key=lambda kv: -kv[1])[:30]
-    return {
-        "samples": total,
-        "own_top": {k: round(v / total, 3) for k, v in top},
-        "own_by_area": {k: round(v / total, 3) for k, v in sorted(own_by_area.items(), key=lambda kv: -kv[1])},
-        "inclusive_by_area": {k: round(v / total, 3) for k, v in sorted(inclusive.items(), key=lambda kv: -kv[1])},
-    }
-
-
 async def profile(
     options: argparse.Namespace, bridge: Bridge, ports: dict[str, int], token: str, parts: Parts
 ) -> dict[str, Any]:
     """py-spy on each gunicorn worker and on the bridge while the clients call through ForwardAuth."""
     py_spy = ensure_py_spy()
-    workers = [pid for pid in tree(parts.auth) if pid != parts.auth]
+    workers = [pid for pid in process_tree(parts.auth) if pid != parts.auth]
     found: dict[str, Any] = {}
     for era, version in (("sessions", HANDSHAKE), ("2026", MODERN)):
         port = ports["forward_auth"]
